@@ -1,0 +1,218 @@
+"""The benchmark harness: time rungs side by side in one run, and measure their memory separately.
+
+Timing: each rung trains from the shared initialisation on names (one document per step); after
+`warmup` untimed steps, every step is timed with perf_counter and we report the median and the
+mean (GC pauses and other stalls show up as a mean above the median). Inference is timed per
+sample the same way. Memory is measured in a second, separate pass in a fresh subprocess, never
+while timing: tracemalloc slows Python code 2-3x and would distort the ratios. That pass reports
+the tracemalloc peak of a few training steps and the process's peak RSS (`resource.getrusage`).
+
+CLI: `python -m microgpt_lib.bench --rungs scalar scalar_fast --configs e16_L1_b16 --json out.json`
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import GPTConfig
+from .data import load_docs
+from .params import init_params
+from .progress import Progress
+from .rungs import get_rung
+from .tokenizer import CharTokenizer
+
+
+@dataclass
+class Measurement:
+    """Per-step (or per-sample) wall times of one rung on one config, with summary statistics."""
+
+    rung: str
+    config: str
+    kind: str  # "train" (ms per training step) or "infer" (ms per generated sample)
+    times_ms: list[float]
+    memory: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.times_ms)
+
+    def summary(self) -> dict:
+        """JSON-ready: the raw times and their median, mean, min and max."""
+        return {**asdict(self), "median_ms": self.median, "mean_ms": self.mean,
+                "min_ms": min(self.times_ms), "max_ms": max(self.times_ms)}
+
+
+def names_corpus(seed: int = 42) -> tuple[list[str], CharTokenizer]:
+    """names.txt shuffled as in Karpathy's script, and its tokenizer."""
+    docs = load_docs("names")
+    random.Random(seed).shuffle(docs)
+    return docs, CharTokenizer.from_docs(docs)
+
+
+def build_model(rung: str, config_name: str, seed: int = 0):
+    """A fresh model of `rung` on the preset `config_name`, from the shared initialisation."""
+    docs, tok = names_corpus()
+    config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
+    return get_rung(rung)(config, init_params(config, seed=seed)), docs, tok
+
+
+def time_training(
+    rung: str, config_name: str, steps: int = 50, warmup: int = 5, max_seconds: float = 60.0,
+    min_steps: int = 3, lr: float = 0.01,
+) -> Measurement:
+    """ms per training step after `warmup` steps; stops early once `max_seconds` are spent."""
+    model, docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
+    for tokens in encoded[:warmup]:
+        model.train_step(tokens, lr)
+    times, start = [], time.perf_counter()
+    for tokens in encoded[warmup:]:
+        t0 = time.perf_counter()
+        model.train_step(tokens, lr)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if len(times) >= min_steps and time.perf_counter() - start > max_seconds:
+            break
+    return Measurement(rung, config_name, "train", times)
+
+
+def time_inference(
+    rung: str, config_name: str, samples: int = 50, warmup: int = 3, max_seconds: float = 30.0,
+    min_samples: int = 3, temperature: float = 0.5,
+) -> Measurement:
+    """ms per generated sample (BOS to BOS or block_size tokens) after `warmup` samples."""
+    model, _, _ = build_model(rung, config_name)
+    rng = random.Random(1)
+    model.generate(warmup, temperature, rng=rng)
+    times, start = [], time.perf_counter()
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        model.generate(1, temperature, rng=rng)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if len(times) >= min_samples and time.perf_counter() - start > max_seconds:
+            break
+    return Measurement(rung, config_name, "infer", times)
+
+
+def memory_of_training(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
+    """Run in this process: tracemalloc peak (KiB) over `steps` training steps, and peak RSS (KiB)."""
+    model, docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: steps + 1]]
+    model.train_step(encoded[0], 0.01)  # first step allocates the optimiser state
+    gc.collect()
+    tracemalloc.start()
+    for tokens in encoded[1:]:
+        model.train_step(tokens, 0.01)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"tracemalloc_peak_kib": peak / 1024, "peak_rss_kib": float(rss_kib)}
+
+
+def measure_memory(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
+    """memory_of_training in a fresh subprocess, so the peak RSS belongs to this rung alone."""
+    code = (
+        "import json, sys; from microgpt_lib.bench import memory_of_training; "
+        "print(json.dumps(memory_of_training(sys.argv[1], sys.argv[2], int(sys.argv[3]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, rung, config_name, str(steps)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def environment() -> dict:
+    """Where the numbers were measured: Python, NumPy and the BLAS/OpenMP libraries in use."""
+    info = {"python": platform.python_version(), "implementation": platform.python_implementation(),
+            "machine": platform.machine(), "processor": platform.processor()}
+    try:
+        import numpy
+        from threadpoolctl import threadpool_info
+
+        info["numpy"] = numpy.__version__
+        info["threadpools"] = [
+            {k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+            for p in threadpool_info()
+        ]
+    except ImportError:
+        pass
+    return info
+
+
+def run_benchmark(
+    rungs: list[str], configs: list[str], steps: int = 50, warmup: int = 5,
+    infer_samples: int = 0, memory: bool = False, max_seconds: float = 60.0, progress: bool = True,
+) -> list[Measurement]:
+    """Every rung on every config in one run; training always, inference and memory on request."""
+    jobs = [(r, c) for c in configs for r in rungs]
+    bar = Progress(len(jobs), desc="benchmark", enabled=progress)
+    results = []
+    for rung, config_name in jobs:
+        train = time_training(rung, config_name, steps, warmup, max_seconds)
+        if memory:
+            train.memory = measure_memory(rung, config_name)
+        results.append(train)
+        if infer_samples:
+            results.append(time_inference(rung, config_name, infer_samples, max_seconds=max_seconds))
+        bar.update(postfix=f"{rung} {config_name}: {train.median:.3f} ms/step")
+    bar.close()
+    return results
+
+
+def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
+    """A plain-text table: median and mean ms, and speed-ups over `baseline` on the same config."""
+    base = {(m.config, m.kind): m for m in results if m.rung == baseline}
+    lines = [f"{'config':<12} {'kind':<5} {'rung':<14} {'median ms':>10} {'mean ms':>10} "
+             f"{'n':>4} {'x median':>9} {'x mean':>8}"]
+    for m in results:
+        ref = base.get((m.config, m.kind))
+        up_med = f"{ref.median / m.median:9.1f}" if ref else f"{'-':>9}"
+        up_mean = f"{ref.mean / m.mean:8.1f}" if ref else f"{'-':>8}"
+        lines.append(f"{m.config:<12} {m.kind:<5} {m.rung:<14} {m.median:10.3f} {m.mean:10.3f} "
+                     f"{len(m.times_ms):4d} {up_med} {up_mean}")
+    return "\n".join(lines)
+
+
+def save_json(results: list[Measurement], path: str | Path) -> None:
+    """Write the measurements and the environment they were taken in."""
+    payload = {"environment": environment(), "measurements": [m.summary() for m in results]}
+    Path(path).write_text(json.dumps(payload, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: time any set of rungs and configs, print the table, optionally save JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rungs", nargs="+", default=["scalar"])
+    parser.add_argument("--configs", nargs="+", default=["e16_L1_b16"])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--infer-samples", type=int, default=0)
+    parser.add_argument("--memory", action="store_true", help="also measure memory (separate pass)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per measurement")
+    parser.add_argument("--baseline", default="scalar")
+    parser.add_argument("--json", help="save the results to this file")
+    args = parser.parse_args(argv)
+    results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup, args.infer_samples,
+                            args.memory, args.max_seconds)
+    print(format_table(results, args.baseline))
+    if args.json:
+        save_json(results, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Datasets: find, download and verify the course's text files (names, tinyshakespeare, alice).
+
+Look-up order: the folder named by `MICROGPT_DATA`, then the repository's `data/` cache, then a
+download from the canonical public source. Every file is checked against its sha256, and a download
+is written to a temporary file and renamed only once verified, so a failure leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import tomllib
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+REGISTRY = DATA_DIR / "datasets.toml"
+ENV_VAR = "MICROGPT_DATA"
+
+
+class DatasetError(RuntimeError):
+    """A dataset that could not be found, downloaded or verified."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One registry entry: file name, canonical URL, expected sha256 and a one-line description."""
+
+    name: str
+    file: str
+    url: str
+    sha256: str
+    description: str
+
+
+def registry() -> dict[str, Dataset]:
+    """All datasets the course knows, by name."""
+    entries = tomllib.loads(REGISTRY.read_text())
+    return {name: Dataset(name=name, **fields) for name, fields in entries.items()}
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registry entry for `name`, or a DatasetError that lists the known names."""
+    known = registry()
+    if name not in known:
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, dataset: Dataset) -> Path:
+    actual = sha256_of(path)
+    if actual != dataset.sha256:
+        raise DatasetError(
+            f"{path} is not the expected {dataset.name} file (sha256 {actual}, expected "
+            f"{dataset.sha256}). Delete or replace it with the file from {dataset.url}"
+        )
+    return path
+
+
+def _download(dataset: Dataset, dest: Path, url: str, timeout: float) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dataset.file}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            while block := response.read(1 << 20):
+                out.write(block)
+        actual = sha256_of(tmp)
+        if actual != dataset.sha256:
+            raise DatasetError(
+                f"downloaded {dataset.name} from {url} but its sha256 is {actual}, expected "
+                f"{dataset.sha256}; nothing was saved. Place the right file in ${ENV_VAR} or {dest.parent}"
+            )
+        os.replace(tmp, dest)
+        return dest
+    except DatasetError:
+        raise
+    except OSError as err:
+        raise DatasetError(
+            f"could not download {dataset.name} from {url} ({err}); nothing was saved. Set {ENV_VAR} to "
+            f"a folder holding {dataset.file}, or place the file by hand in {dest.parent}"
+        ) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def dataset_path(
+    name: str, *, cache_dir: Path | None = None, url: str | None = None, timeout: float = 30.0
+) -> Path:
+    """Path of a verified local copy of dataset `name`, downloading it into the cache if needed."""
+    dataset = get_dataset(name)
+    env_dir = os.environ.get(ENV_VAR)
+    if env_dir and (Path(env_dir) / dataset.file).is_file():
+        return _verified(Path(env_dir) / dataset.file, dataset)
+    cached = Path(cache_dir or DATA_DIR) / dataset.file
+    if cached.is_file():
+        return _verified(cached, dataset)
+    return _download(dataset, cached, url or dataset.url, timeout)
+
+
+def load_text(name: str) -> str:
+    """The whole text of dataset `name` (UTF-8)."""
+    return dataset_path(name).read_text(encoding="utf-8")
+
+
+def load_docs(name: str = "names") -> list[str]:
+    """The dataset's non-empty lines, stripped: for names, one document per name (MODEL.md)."""
+    return [line.strip() for line in load_text(name).splitlines() if line.strip()]
