@@ -38,3 +38,18 @@ def test_adam_update_rejects_wrong_dtype_and_non_contiguous():
     strided = np.zeros(6)[::2]
     with pytest.raises(ValueError):
         fastops.adam_update(strided, *(np.zeros(3) for _ in range(3)), 1, 0.01, 0.85, 0.99, 1e-8)
+
+
+def test_unbuilt_fastops_says_how_to_build_it(tmp_path):
+    """A copy of the package without its compiled modules raises an ImportError naming the fix."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source = Path(fastops.__file__).parent
+    shutil.copytree(source, tmp_path / "fastops", ignore=shutil.ignore_patterns("*.so", "*.c", "*.html"))
+    result = subprocess.run([sys.executable, "-c", "import fastops"], cwd=tmp_path,
+                            capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode != 0
+    assert "fastops is not built" in result.stderr and "make build" in result.stderr
