@@ -18,7 +18,7 @@ from .flat import FlatParams
 from .optim import adam_update_numpy
 from .params import Params
 from .rungs import Rung, sampling_rng
-from .tensor import Tensor, stack
+from .tensor import Tensor, cycle_collector_paused, stack
 
 StateDict = dict[str, Tensor]
 DTYPES = (np.float64, np.float32)
@@ -97,12 +97,15 @@ class TensorRung(Rung):
         """Build the graph of one document's loss, backpropagate, gather grads in the flat buffer."""
         self.check_tokens(tokens)
         for p in self.state_dict.values():
-            p.grad = 0
-        loss = self.document_loss(tokens)
-        loss.backward()
+            p.grad = None
+        with cycle_collector_paused():
+            loss = self.document_loss(tokens)
+            loss.backward()
+            loss_value = float(loss.data)
+            del loss  # frees the whole graph (reference counting) before collection resumes
         for name, p in self.state_dict.items():
-            self.grads.views[name][...] = p.grad
-        return float(loss.data)
+            self.grads.views[name][...] = 0 if p.grad is None else p.grad
+        return loss_value
 
     def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, np.ndarray]]:
         loss = self.backward(tokens)

@@ -12,7 +12,9 @@ what keeps the graph small enough for NumPy's per-call overhead to pay off.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -35,7 +37,7 @@ class Tensor:
 
     def __init__(self, data, children=(), grad_fns=(), op=""):
         self.data = data if isinstance(data, np.ndarray) else np.asarray(data, dtype=np.float64)
-        self.grad = 0
+        self.grad = None  # no array until a gradient arrives (Value starts from 0)
         self._children = children
         self._grad_fns = grad_fns
         self._op = op
@@ -76,29 +78,30 @@ class Tensor:
         return Tensor(np.where(positive, self.data, 0.0), (self,), (lambda g: g * positive,), "relu")
 
     def __matmul__(self, other):
-        """Matrix product (NumPy's @): matrix-vector, matrix-matrix, or a stack of matrices."""
+        """Matrix product (NumPy's @): vector or matrix operands, or two stacks of matrices."""
         a, b = self.data, other.data
-        a2 = a[None, :] if a.ndim == 1 else a  # vectors as 1-row / 1-column matrices
-        b2 = b[:, None] if b.ndim == 1 else b
-        out = a @ b
-
-        def grad_a(g):
-            g2 = np.reshape(g, a2.shape[:-1] + b2.shape[-1:])
-            return (g2 @ np.swapaxes(b2, -1, -2)).reshape(a.shape)
-
-        def grad_b(g):
-            g2 = np.reshape(g, a2.shape[:-1] + b2.shape[-1:])
-            return (np.swapaxes(a2, -1, -2) @ g2).reshape(b.shape)
-
-        return Tensor(out, (self, other), (grad_a, grad_b), "@")
+        if a.ndim == 2 and b.ndim == 1:  # W @ x: the gradient of W is the outer product g x^T
+            grad_fns = (lambda g: np.outer(g, b), lambda g: g @ a)
+        elif a.ndim == 1 and b.ndim == 2:  # x @ W
+            grad_fns = (lambda g: b @ g, lambda g: np.outer(a, g))
+        elif a.ndim == 1 and b.ndim == 1:  # dot product
+            grad_fns = (lambda g: g * b, lambda g: g * a)
+        elif a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:  # (..., m, k) @ (..., k, n)
+            a_t, b_t = a.swapaxes(-1, -2), b.swapaxes(-1, -2)
+            grad_fns = (lambda g: g @ b_t, lambda g: a_t @ g)
+        else:
+            raise ValueError(f"matmul of shapes {a.shape} and {b.shape} is not supported")
+        return Tensor(a @ b, (self, other), grad_fns, "@")
 
     def sum(self, axis=None, keepdims=False):
+        """Sum of all entries, or along one axis; backward copies g back over the summed axis."""
         shape = self.data.shape
+        kept = shape if axis is None else shape[:axis % len(shape)] + (1,) + shape[axis % len(shape) + 1:]
 
         def grad_fn(g):
-            if axis is not None and not keepdims:
-                g = np.expand_dims(g, axis)
-            return np.broadcast_to(g, shape)
+            full = np.empty(shape, g.dtype)
+            full[...] = g if axis is None or keepdims else g.reshape(kept)
+            return full
 
         return Tensor(self.data.sum(axis=axis, keepdims=keepdims), (self,), (grad_fn,), "sum")
 
@@ -123,7 +126,7 @@ class Tensor:
         return Tensor(self.data.reshape(*shape), (self,), (lambda g: g.reshape(old),), "reshape")
 
     def transpose(self, *axes):
-        inverse = tuple(np.argsort(axes)) if axes else None
+        inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__)) if axes else None
         return Tensor(self.data.transpose(*axes), (self,), (lambda g: g.transpose(inverse),), "T")
 
     @property
@@ -140,9 +143,11 @@ class Tensor:
     def rmsnorm(self, eps=1e-5):
         """x / sqrt(mean(x^2) + eps) over the last axis; backward: s * (g - y * mean(g * y))."""
         x = self.data
-        scale = ((x * x).mean(axis=-1, keepdims=True) + eps) ** -0.5
+        inv_n = 1 / x.shape[-1]
+        scale = ((x * x).sum(axis=-1, keepdims=True) * inv_n + eps) ** -0.5
         y = x * scale
-        return Tensor(y, (self,), (lambda g: scale * (g - y * (g * y).mean(axis=-1, keepdims=True)),),
+        return Tensor(y, (self,),
+                      (lambda g: scale * (g - y * ((g * y).sum(axis=-1, keepdims=True) * inv_n)),),
                       "rmsnorm")
 
     def __neg__(self):
@@ -175,7 +180,8 @@ class Tensor:
         self.grad = np.ones_like(self.data)
         for v in reversed(topo):
             for child, grad_fn in zip(v._children, v._grad_fns):
-                child.grad = child.grad + grad_fn(v.grad)
+                g = grad_fn(v.grad)
+                child.grad = g if child.grad is None else child.grad + g
 
 
 def stack(tensors: Sequence[Tensor]) -> Tensor:
@@ -186,14 +192,33 @@ def stack(tensors: Sequence[Tensor]) -> Tensor:
 
 
 def topological_order(root: Tensor) -> list[Tensor]:
-    """Every node `root` depends on, each after all of its children (the order backward reverses)."""
-    order, visited, stack_ = [], set(), [(root, False)]
-    while stack_:
-        node, children_done = stack_.pop()
-        if children_done:
-            order.append(node)
-        elif node not in visited:
-            visited.add(node)
-            stack_.append((node, True))
-            stack_.extend((child, False) for child in reversed(node._children))
-    return order
+    """Every node `root` depends on, each after all of its children (the order backward reverses).
+
+    Value.backward's `build_topo` is a closure that calls itself: the function and its cell form
+    a reference cycle holding `topo`, hence the whole graph, until the cycle collector runs. A
+    module-level function with explicit arguments leaves no cycle, so the graph dies at once.
+    """
+    topo: list[Tensor] = []
+    _build_topo(root, set(), topo)
+    return topo
+
+
+def _build_topo(v: Tensor, visited: set, topo: list) -> None:
+    if v not in visited:
+        visited.add(v)
+        for child in v._children:
+            _build_topo(child, visited, topo)
+        topo.append(v)
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a graph is alive: it is acyclic, so reference counting
+    frees it, and a collection would only walk its thousands of nodes (a pause of milliseconds)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
