@@ -64,19 +64,22 @@ def names_corpus(seed: int = 42) -> tuple[list[str], CharTokenizer]:
     return docs, CharTokenizer.from_docs(docs)
 
 
-def build_model(rung: str, config_name: str, seed: int = 0):
-    """A fresh model of `rung` on the preset `config_name`, from the shared initialisation."""
+def build_model(rung: str, config_name: str, seed: int = 0, options: dict | None = None):
+    """A fresh model of `rung` on the preset `config_name`, from the shared initialisation.
+
+    `options` are passed on to the rung's constructor (e.g. {"dtype": numpy.float32}).
+    """
     docs, tok = names_corpus()
     config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
-    return get_rung(rung)(config, init_params(config, seed=seed)), docs, tok
+    return get_rung(rung)(config, init_params(config, seed=seed), **(options or {})), docs, tok
 
 
 def time_training(
     rung: str, config_name: str, steps: int = 50, warmup: int = 5, max_seconds: float = 60.0,
-    min_steps: int = 3, lr: float = 0.01,
+    min_steps: int = 3, lr: float = 0.01, options: dict | None = None,
 ) -> Measurement:
     """ms per training step after `warmup` steps; stops early once `max_seconds` are spent."""
-    model, docs, tok = build_model(rung, config_name)
+    model, docs, tok = build_model(rung, config_name, options=options)
     encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
     for tokens in encoded[:warmup]:
         model.train_step(tokens, lr)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import GPTConfig
 from .flat import FlatParams
-from .optim import adam_update_numpy
+from .optim import adam_update_numpy_preallocated
 from .params import Params
 from .rungs import Rung, sampling_rng
 from .tensor import Tensor, cycle_collector_paused, stack
@@ -85,6 +85,7 @@ class TensorRung(Rung):
         self.grads = self.weights.zeros_like()
         self.m = self.weights.zeros_like()
         self.v = self.weights.zeros_like()
+        self.adam_work = (np.empty_like(self.weights.data), np.empty_like(self.weights.data))
         self.t = 0
         # each parameter Tensor wraps a view into the flat buffer, so Adam updates it in place
         self.state_dict: StateDict = {name: Tensor(w) for name, w in self.weights.views.items()}
@@ -118,7 +119,9 @@ class TensorRung(Rung):
 
     def step(self, lr: float) -> None:
         self.t += 1
-        adam_update_numpy(self.weights.data, self.grads.data, self.m.data, self.v.data, self.t, lr)
+        adam_update_numpy_preallocated(
+            self.weights.data, self.grads.data, self.m.data, self.v.data, self.t, lr, self.adam_work
+        )
 
     def generate(
         self, n: int, temperature: float = 0.5, seed: int | None = None, rng: random.Random | None = None

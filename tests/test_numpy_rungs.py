@@ -141,3 +141,20 @@ def test_sampling_consumes_the_given_generator() -> None:
     rng = random.Random(0)
     model.generate(2, rng=rng)
     assert rng.getstate() != random.Random(0).getstate()
+
+
+def test_preallocated_adam_matches_adam_update_numpy() -> None:
+    from microgpt_lib.optim import adam_update_numpy, adam_update_numpy_preallocated
+
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal(500), rng.standard_normal(500)
+    p2, g2 = p.copy(), g.copy()
+    m, v, m2, v2 = (np.zeros(500) for _ in range(4))
+    work = (np.empty(500), np.empty(500))
+    for t in range(1, 6):
+        adam_update_numpy(p, g, m, v, t, 0.01)
+        adam_update_numpy_preallocated(p2, g2, m2, v2, t, 0.01, work)
+        assert not g2.any()  # gradients reset, as Adam's contract says
+        g[:] = g2[:] = rng.standard_normal(500)
+    np.testing.assert_allclose(p2, p, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(v2, v, rtol=1e-15, atol=0)
