@@ -36,7 +36,9 @@ class Tensor:
     __slots__ = ("data", "grad", "_children", "_grad_fns", "_op")
 
     def __init__(self, data, children=(), grad_fns=(), op=""):
-        self.data = data if isinstance(data, np.ndarray) else np.asarray(data, dtype=np.float64)
+        if not isinstance(data, np.ndarray):  # NumPy scalars keep their dtype, Python numbers: float64
+            data = np.asarray(data, dtype=data.dtype if isinstance(data, np.generic) else np.float64)
+        self.data = data
         self.grad = None  # no array until a gradient arrives (Value starts from 0)
         self._children = children
         self._grad_fns = grad_fns

@@ -9,6 +9,7 @@ import pytest
 from microgpt_lib import GPTConfig, available_rungs, get_rung, init_params
 from microgpt_lib.bench import names_corpus
 from microgpt_lib.optim import linear_decay_lr
+from microgpt_lib.tensor import topological_order
 
 NUMPY_RUNGS = ["numpy", "numpy_batched"]
 STEPS = 20
@@ -70,10 +71,14 @@ def test_float32_rungs_stay_within_stated_tolerance_of_scalar(side_by_side, rung
     assert diffs.max() > 0  # float32 really ran in float32
 
 
-def test_float32_rung_computes_in_float32() -> None:
+@pytest.mark.parametrize("rung", NUMPY_RUNGS)
+def test_float32_rung_computes_every_node_in_float32(rung: str) -> None:
     config = CONFIGS["two_layers_e8_b8"]
-    model = get_rung("numpy_batched")(config, init_params(config), dtype=np.float32)
-    _, grads = model.loss_and_grads([26, 1, 2, 3, 26])
+    model = get_rung(rung)(config, init_params(config), dtype=np.float32)
+    tokens = [26, 1, 2, 3, 26]
+    nodes = topological_order(model.document_loss(tokens))
+    assert {t.data.dtype for t in nodes} == {np.dtype(np.float32)}
+    _, grads = model.loss_and_grads(tokens)
     assert model.weights.data.dtype == np.float32
     assert all(g.dtype == np.float32 for g in grads.values())
 
