@@ -79,5 +79,6 @@ def tensor_op_gradient_error(
     for t in tensors:
         numeric = array_finite_difference(lambda: float((op(*tensors).data * w).sum()), t.data, eps)
         analytic = np.zeros_like(t.data) if t.grad is None else t.grad
-        worst = max(worst, float(np.max(np.abs(analytic - numeric) / np.maximum(1, np.abs(numeric)))))
+        error = np.abs(analytic - numeric) / np.maximum(1, np.abs(numeric))
+        worst = max(worst, float(error.max()))
     return worst

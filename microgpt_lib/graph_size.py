@@ -14,7 +14,7 @@ from .rungs import Rung
 
 
 def graph_nodes(model: Rung, tokens: Sequence[int]) -> int | None:
-    """Nodes (leaves included) of the graph one step builds on `tokens`; None for a graph-free rung."""
+    """Nodes (leaves included) of the graph a step builds on `tokens`; None for a graph-free rung."""
     model.check_tokens(tokens)
     if isinstance(model, scalar_gpt.ScalarGPT):
         loss = scalar_gpt.document_loss(tokens, model.state_dict, model.config)

@@ -27,7 +27,9 @@ def linear(x: Tensor, w: Tensor) -> Tensor:
     return x @ w.T
 
 
-def gpt_batched(tokens: np.ndarray, state_dict: StateDict, config: GPTConfig, mask: np.ndarray) -> Tensor:
+def gpt_batched(
+    tokens: np.ndarray, state_dict: StateDict, config: GPTConfig, mask: np.ndarray
+) -> Tensor:
     """Logits (n, vocab) for the next token at every position of `tokens` (n,), in one pass."""
     n, n_head, head_dim = len(tokens), config.n_head, config.head_dim
     x = state_dict["wte"][tokens] + state_dict["wpe"][:n]  # (n, n_embd)

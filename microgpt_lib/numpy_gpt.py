@@ -1,4 +1,4 @@
-"""Rung `numpy`: the reference GPT on `Tensor` (NumPy arrays), one position at a time with a KV cache.
+"""Rung `numpy`: the reference GPT on `Tensor` (NumPy arrays), one position at a time, KV cache.
 
 `gpt` below is chapter 1's `gpt` with every list of `Value`s replaced by one `Tensor`: a linear
 layer is one matrix-vector product, the loop over heads is a reshape to (n_head, head_dim), and
@@ -24,8 +24,10 @@ StateDict = dict[str, Tensor]
 DTYPES = (np.float64, np.float32)
 
 
-def gpt(token_id: int, pos_id: int, keys, values, state_dict: StateDict, config: GPTConfig) -> Tensor:
-    """Logits (vocab,) for the next token after `token_id` at `pos_id`; appends this position's k, v."""
+def gpt(
+    token_id: int, pos_id: int, keys, values, state_dict: StateDict, config: GPTConfig
+) -> Tensor:
+    """Logits (vocab,) of the token after `token_id` at `pos_id`; appends this position's k, v."""
     n_head, head_dim = config.n_head, config.head_dim
     tok_emb = state_dict["wte"][token_id]
     pos_emb = state_dict["wpe"][pos_id]
@@ -95,7 +97,7 @@ class TensorRung(Rung):
         """The step's loss as the root of a fresh computation graph."""
 
     def backward(self, tokens: Sequence[int]) -> float:
-        """Build the graph of one document's loss, backpropagate, gather grads in the flat buffer."""
+        """Build one document's loss graph, backpropagate, gather the grads in the flat buffer."""
         self.check_tokens(tokens)
         for p in self.state_dict.values():
             p.grad = None
@@ -124,7 +126,8 @@ class TensorRung(Rung):
         )
 
     def generate(
-        self, n: int, temperature: float = 0.5, seed: int | None = None, rng: random.Random | None = None
+        self, n: int, temperature: float = 0.5, seed: int | None = None,
+        rng: random.Random | None = None,
     ) -> list[list[int]]:
         rng = sampling_rng(seed, rng)
         cfg, bos = self.config, self.config.vocab_size - 1

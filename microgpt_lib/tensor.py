@@ -36,8 +36,9 @@ class Tensor:
     __slots__ = ("data", "grad", "_children", "_grad_fns", "_op")
 
     def __init__(self, data, children=(), grad_fns=(), op=""):
-        if not isinstance(data, np.ndarray):  # NumPy scalars keep their dtype, Python numbers: float64
-            data = np.asarray(data, dtype=data.dtype if isinstance(data, np.generic) else np.float64)
+        if not isinstance(data, np.ndarray):  # a NumPy scalar keeps its dtype, a Python number: float64
+            dtype = data.dtype if isinstance(data, np.generic) else np.float64
+            data = np.asarray(data, dtype=dtype)
         self.data = data
         self.grad = None  # no array until a gradient arrives (Value starts from 0)
         self._children = children
@@ -60,12 +61,13 @@ class Tensor:
             return Tensor(self.data * other, (self,), (lambda g: g * other,), "*")
         x, y = self.data, other.data
         return Tensor(x * y, (self, other),
-                      (lambda g: _unbroadcast(g * y, x.shape), lambda g: _unbroadcast(g * x, y.shape)),
-                      "*")
+                      (lambda g: _unbroadcast(g * y, x.shape),
+                       lambda g: _unbroadcast(g * x, y.shape)), "*")
 
     def __pow__(self, other):
         x = self.data
-        return Tensor(x**other, (self,), (lambda g: g * (other * x ** (other - 1)),), f"**{other:g}")
+        return Tensor(x**other, (self,), (lambda g: g * (other * x ** (other - 1)),),
+                      f"**{other:g}")
 
     def log(self):
         x = self.data
@@ -77,7 +79,8 @@ class Tensor:
 
     def relu(self):
         positive = self.data > 0
-        return Tensor(np.where(positive, self.data, 0.0), (self,), (lambda g: g * positive,), "relu")
+        return Tensor(np.where(positive, self.data, 0.0), (self,), (lambda g: g * positive,),
+                      "relu")
 
     def __matmul__(self, other):
         """Matrix product (NumPy's @): vector or matrix operands, or two stacks of matrices."""
@@ -97,8 +100,10 @@ class Tensor:
 
     def sum(self, axis=None, keepdims=False):
         """Sum of all entries, or along one axis; backward copies g back over the summed axis."""
-        shape = self.data.shape
-        kept = shape if axis is None else shape[:axis % len(shape)] + (1,) + shape[axis % len(shape) + 1:]
+        shape = kept = self.data.shape  # kept: the shape g needs to broadcast back over `axis`
+        if axis is not None:
+            a = axis % len(shape)
+            kept = shape[:a] + (1,) + shape[a + 1:]
 
         def grad_fn(g):
             full = np.empty(shape, g.dtype)
