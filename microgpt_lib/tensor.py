@@ -13,13 +13,10 @@ what keeps the graph small enough for NumPy's per-call overhead to pay off.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-
-GradFn = Callable[[np.ndarray], np.ndarray]
-
 
 def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum `grad` over the axes that broadcasting added or stretched, back to `shape`."""
@@ -50,16 +47,18 @@ class Tensor:
         return self.data.shape
 
     def __add__(self, other):
+        a = self.data.shape
         if not isinstance(other, Tensor):  # a constant: gradient flows to self only
-            return Tensor(self.data + other, (self,), (lambda g: g,), "+")
-        a, b = self.data.shape, other.data.shape
+            return Tensor(self.data + other, (self,), (lambda g: _unbroadcast(g, a),), "+")
+        b = other.data.shape
         return Tensor(self.data + other.data, (self, other),
                       (lambda g: _unbroadcast(g, a), lambda g: _unbroadcast(g, b)), "+")
 
     def __mul__(self, other):
+        x = self.data
         if not isinstance(other, Tensor):
-            return Tensor(self.data * other, (self,), (lambda g: g * other,), "*")
-        x, y = self.data, other.data
+            return Tensor(x * other, (self,), (lambda g: _unbroadcast(g * other, x.shape),), "*")
+        y = other.data
         return Tensor(x * y, (self, other),
                       (lambda g: _unbroadcast(g * y, x.shape),
                        lambda g: _unbroadcast(g * x, y.shape)), "*")

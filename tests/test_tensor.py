@@ -33,6 +33,8 @@ OPS = {
     "add_broadcast_column": (lambda a, b: a + b, [arr(3, 4), arr(3, 1)]),
     "add_constant": (lambda a: a + 2.5, [arr(5)]),
     "radd_constant": (lambda a: 2.5 + a, [arr(5)]),
+    "add_constant_array_broadcast_up": (lambda a: a + np.ones((2, 3)), [arr(3)]),
+    "mul_constant_array_broadcast_up": (lambda a: a * np.arange(6.0).reshape(2, 3), [arr(3)]),
     "mul": (lambda a, b: a * b, [arr(3, 4), arr(3, 4)]),
     "mul_broadcast": (lambda a, b: a * b, [arr(2, 3, 4), arr(3, 4)]),
     "mul_constant": (lambda a: a * -1.5, [arr(5)]),
