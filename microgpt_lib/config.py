@@ -9,6 +9,11 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "e16_L1_b16": (16, 4, 1, 16),
     "e64_L2_b16": (64, 4, 2, 16),
     "e128_L4_b32": (128, 4, 4, 32),
+    # chapter 3's width sweep: Karpathy's model made wider, nothing else changed
+    "e32_L1_b16": (32, 4, 1, 16),
+    "e64_L1_b16": (64, 4, 1, 16),
+    "e128_L1_b16": (128, 4, 1, 16),
+    "e256_L1_b16": (256, 4, 1, 16),
 }
 
 

@@ -2,14 +2,18 @@
 
 A gradient is right when it matches (f(x + eps) - f(x - eps)) / (2 eps), the central difference,
 whose error shrinks like eps^2. Checking every parameter of a model is slow in pure Python, so the
-rung-level check samples entries at random (with a seed, so a failure can be replayed).
+rung-level check samples entries at random (with a seed, so a failure can be replayed). For the
+array autograd of chapter 3, every entry of an operation's inputs is checked.
 """
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 
+import numpy as np
+
 from .params import Params, copy_params
+from .tensor import Tensor
 
 Entry = tuple[str, int, int]
 
@@ -47,3 +51,38 @@ def relative_error(a: float, b: float, floor: float = 1e-3) -> float:
     of 1e-6 a purely relative error says nothing; below the floor we compare absolute errors.
     """
     return abs(a - b) / max(abs(a), abs(b), floor)
+
+
+def array_finite_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central-difference gradient of f() with respect to every entry of x (perturbed in place)."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        saved = x[i]
+        x[i] = saved + eps
+        up = f()
+        x[i] = saved - eps
+        down = f()
+        x[i] = saved
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def tensor_op_gradient_error(
+    op: Callable[..., Tensor], inputs: list[np.ndarray], seed: int = 0, eps: float = 1e-6
+) -> float:
+    """Largest |backprop - finite difference| / max(1, |finite difference|) over all inputs of `op`.
+
+    The scalar checked is sum(op(*inputs) * w) with fixed random weights w, so every output entry
+    sends a different gradient back and a transposed or misrouted gradient cannot cancel out.
+    """
+    tensors = [Tensor(x) for x in inputs]
+    out = op(*tensors)
+    w = np.random.default_rng(seed).standard_normal(out.shape)
+    (out * w).sum().backward()
+    worst = 0.0
+    for t in tensors:
+        numeric = array_finite_difference(lambda: float((op(*tensors).data * w).sum()), t.data, eps)
+        analytic = np.zeros_like(t.data) if t.grad is None else t.grad
+        error = np.abs(analytic - numeric) / np.maximum(1, np.abs(numeric))
+        worst = max(worst, float(error.max()))
+    return worst

@@ -35,6 +35,8 @@ from .params import Params, check_params
 # name -> "module:Class", imported on first use by get_rung.
 _REGISTRY: dict[str, str] = {
     "scalar": "microgpt_lib.scalar_gpt:ScalarGPT",
+    "numpy": "microgpt_lib.numpy_gpt:NumpyGPT",
+    "numpy_batched": "microgpt_lib.numpy_batched_gpt:NumpyBatchedGPT",
 }
 
 
