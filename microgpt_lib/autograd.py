@@ -86,7 +86,7 @@ class Value:
 
 
 def topological_order(root: Value) -> list[Value]:
-    """Every node `root` depends on, each after all of its children (the order backward reverses)."""
+    """Every node `root` depends on, each after its children (backward walks it in reverse)."""
     order, visited, stack = [], set(), [(root, False)]
     while stack:
         node, children_done = stack.pop()

@@ -1,4 +1,4 @@
-"""Model sizes: the one `GPTConfig` every rung of the ladder is built from, and its named presets."""
+"""Model sizes: the `GPTConfig` every rung of the ladder is built from, and its named presets."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -80,7 +80,8 @@ def _download(dataset: Dataset, dest: Path, url: str, timeout: float) -> Path:
         if actual != dataset.sha256:
             raise DatasetError(
                 f"downloaded {dataset.name} from {url} but its sha256 is {actual}, expected "
-                f"{dataset.sha256}; nothing was saved. Place the right file in ${ENV_VAR} or {dest.parent}"
+                f"{dataset.sha256}; nothing was saved. Place the right file in "
+                f"${ENV_VAR} or {dest.parent}"
             )
         os.replace(tmp, dest)
         return dest
@@ -88,7 +89,8 @@ def _download(dataset: Dataset, dest: Path, url: str, timeout: float) -> Path:
         raise
     except OSError as err:
         raise DatasetError(
-            f"could not download {dataset.name} from {url} ({err}); nothing was saved. Set {ENV_VAR} to "
+            f"could not download {dataset.name} from {url} ({err}); nothing was saved. "
+            f"Set {ENV_VAR} to "
             f"a folder holding {dataset.file}, or place the file by hand in {dest.parent}"
         ) from err
     finally:

@@ -1,4 +1,4 @@
-"""Notebook helpers: show library code in the chapter where it is explained (one home per function)."""
+"""Notebook helpers: show library code in the chapter that explains it (one home per function)."""
 from __future__ import annotations
 
 import inspect

@@ -1,4 +1,4 @@
-"""The one parameter initialisation every rung starts from (MODEL.md order), as plain nested lists."""
+"""The one parameter initialisation every rung starts from (MODEL.md order), as nested lists."""
 from __future__ import annotations
 
 import random
