@@ -2,10 +2,13 @@
 // so that the saved widgets render offline, from the book's own copy of the manager.
 (function () {
   "use strict";
-  // The manager finds its icon fonts beside its own AMD module; without this, require.js would
-  // place that module beside the page (chapters/@jupyter-widgets/...) and every font would 404.
+  // The manager's bundled AMD modules (@jupyter-widgets/controls, .../html-manager/dist/...) find
+  // their icon fonts beside their own module path; without this, require.js would place those
+  // paths beside the page (chapters/@jupyter-widgets/...) and every icon font would 404.
   var managerDir = new URL("../vendor/html-manager", document.currentScript.src).href;
-  window.requirejs.config({ paths: { "@jupyter-widgets/html-manager/dist": managerDir } });
+  window.requirejs.config({
+    paths: { "@jupyter-widgets": managerDir, "@jupyter-widgets/html-manager/dist": managerDir }
+  });
 
   // Widget labels are typeset through the MathJax 2 call MathJax.Hub.Queue; the book loads
   // MathJax 3, which has no Hub, so each labelled widget threw a TypeError. Route the call to
