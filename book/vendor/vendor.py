@@ -108,17 +108,21 @@ def vendor(force: bool = False) -> None:
         return
     staging = OUT.with_name("vendor.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for pkg in pins["packages"]:
-            name, version = pkg["name"], pkg["version"]
-            print(f"vendor: npm pack {name}@{version}")
-            tarball = npm_pack(name, version, Path(tmp))
-            got = integrity_of(tarball)
-            if got != pkg["integrity"]:
-                raise VendorError(f"{name}@{version}: integrity {got} does not match the pinned "
-                                  f"{pkg['integrity']} in {PINS.name}")
-            files = copy_members(tarball, pkg["copy"], staging)
-            print(f"vendor:   {len(files)} files, licence {pkg['license']}")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for pkg in pins["packages"]:
+                name, version = pkg["name"], pkg["version"]
+                print(f"vendor: npm pack {name}@{version}", flush=True)
+                tarball = npm_pack(name, version, Path(tmp))
+                got = integrity_of(tarball)
+                if got != pkg["integrity"]:
+                    raise VendorError(f"{name}@{version}: integrity {got} does not match the "
+                                      f"pinned {pkg['integrity']} in {PINS.name}")
+                files = copy_members(tarball, pkg["copy"], staging)
+                print(f"vendor:   {len(files)} files, licence {pkg['license']}")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     (staging / STAMP.name).write_text(json.dumps(
         {"about": "Produced by book/vendor/vendor.py from these pinned npm packages "
                   "(each keeps its own licence; see the package.json beside its files).",
