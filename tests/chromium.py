@@ -35,7 +35,7 @@ def find_chromium() -> str | None:
     """Path of a Chromium binary: $MICROGPT_CHROMIUM, else the first candidate on PATH."""
     explicit = os.environ.get("MICROGPT_CHROMIUM")
     if explicit:
-        return explicit
+        return shutil.which(explicit)
     return next((p for p in map(shutil.which, CANDIDATES) if p), None)
 
 
