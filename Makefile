@@ -45,7 +45,8 @@ $(VENDORED): book/vendor/vendor.json book/vendor/vendor.py
 
 vendor: $(VENDORED)
 
-# Every test, and every chapter notebook run top to bottom in a fresh kernel, in short (smoke) mode.
+# Every test, and every chapter notebook run top to bottom in a fresh kernel, in short (smoke) mode;
+# tests/test_book_browser.py also builds the book in short mode and checks it in headless Chromium.
 test: build vendor
 	MICROGPT_SMOKE=1 $(BIN)/python -m pytest tests chapters --nbmake --nbmake-timeout=900 -p no:cacheprovider
 

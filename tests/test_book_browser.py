@@ -1,7 +1,7 @@
 """The rendered book in a real browser: offline-complete pages, drawn widgets, typeset equations.
 
 Builds the book as `make book` does (same strict flags) but with MICROGPT_SMOKE=1 so the notebooks
-run short, into a temporary folder; serves it on 127.0.0.1; and opens the front page and every
+run short, into a temporary folder (or takes the build named by MICROGPT_BOOK_HTML); serves it on 127.0.0.1; and opens the front page and every
 chapter of _toc.yml in headless Chromium (tests/chromium.py), where every host name but 127.0.0.1
 is unresolvable. A screenshot of each page is saved in artifacts/book/. Where no Chromium can be
 found the whole module is skipped with a warning (CI installs Debian's chromium with apt).
@@ -161,7 +161,14 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The book built in short mode with `make book`'s flags; returns its html folder."""
+    """The book built in short mode with `make book`'s flags; returns its html folder.
+
+    MICROGPT_BOOK_HTML=_build/html checks an existing build instead (e.g. the full one that
+    `make book` wrote) without building again.
+    """
+    existing = os.environ.get("MICROGPT_BOOK_HTML")
+    if existing:
+        return Path(existing).resolve()
     vendor = subprocess.run([sys.executable, str(ROOT / "book" / "vendor" / "vendor.py")],
                             capture_output=True, text=True)
     assert vendor.returncode == 0, f"vendoring the book's JavaScript failed:\n{vendor.stderr}"
