@@ -1,9 +1,9 @@
 """The rendered book in a real browser: offline-complete pages, drawn widgets, typeset equations.
 
 Builds the book as `make book` does (same strict flags) but with MICROGPT_SMOKE=1 so the notebooks
-run short, into a temporary folder (or takes the build named by MICROGPT_BOOK_HTML); serves it on 127.0.0.1; and opens the front page and every
-chapter of _toc.yml in headless Chromium (tests/chromium.py), where every host name but 127.0.0.1
-is unresolvable. A screenshot of each page is saved in artifacts/book/. Where no Chromium can be
+run short, into a temporary folder (or takes the build named by MICROGPT_BOOK_HTML); serves it on
+127.0.0.1; and opens the front page and every chapter of _toc.yml in headless Chromium
+(tests/chromium.py), where every host name but 127.0.0.1 is unresolvable. A screenshot of each page is saved in artifacts/book/. Where no Chromium can be
 found the whole module is skipped with a warning (CI installs Debian's chromium with apt).
 """
 from __future__ import annotations
