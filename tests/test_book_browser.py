@@ -3,8 +3,9 @@
 Builds the book as `make book` does (same strict flags) but with MICROGPT_SMOKE=1 so the notebooks
 run short, into a temporary folder (or takes the build named by MICROGPT_BOOK_HTML); serves it on
 127.0.0.1; and opens the front page and every chapter of _toc.yml in headless Chromium
-(tests/chromium.py), where every host name but 127.0.0.1 is unresolvable. A screenshot of each page is saved in artifacts/book/. Where no Chromium can be
-found the whole module is skipped with a warning (CI installs Debian's chromium with apt).
+(tests/chromium.py), where every host name but 127.0.0.1 is unresolvable. A screenshot of each
+page is saved in artifacts/book/. Where no Chromium can be found the whole module is skipped with
+a warning (CI installs Debian's chromium with apt).
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ DESCRIBE_PAGE_JS = r"""
       () => ({src: img.currentSrc || img.src, ok: img.naturalWidth > 0}),
       () => ({src: img.currentSrc || img.src, ok: false}))));
   const box = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
-  const stateTag = document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]');
+  const stateTag = document.querySelector(
+      'script[type="application/vnd.jupyter.widget-state+json"]');
   const maths = [...document.querySelectorAll('.math')];
   const known = document.getElementById('""" + KNOWN_EQUATION_ID + r"""');
   return {
