@@ -10,7 +10,7 @@ ifdef MICROGPT_DATA
 export MICROGPT_DATA := $(abspath $(MICROGPT_DATA))
 endif
 
-.PHONY: build test book clean
+.PHONY: build test book clean vendor
 .DEFAULT_GOAL := test
 
 $(BIN)/.installed: requirements.txt pyproject.toml setup.py
@@ -27,13 +27,32 @@ fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.px
 
 build: fastops/.built
 
-# Every test, and every chapter notebook run top to bottom in a fresh kernel, in short (smoke) mode.
-test: build
+# The book's JavaScript (require.js, the widget manager, MathJax 3) from pinned npm packages,
+# so the pages need no CDN (book/vendor/vendor.py says how). Needs npm: where it is missing and
+# we are root on Debian (CI), it is installed with apt; otherwise this stops and says so.
+VENDORED := book/vendor/html/vendor/VENDORED.json
+$(VENDORED): book/vendor/vendor.json book/vendor/vendor.py
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "npm not found: installing Debian's nodejs and npm"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	  else \
+	    echo "ERROR: npm is needed once to vendor the book's JavaScript; install Node.js and npm" \
+	         "(Debian: sudo apt-get install nodejs npm) and run make again." >&2; exit 1; \
+	  fi; }
+	$(PYTHON) book/vendor/vendor.py
+	touch $@
+
+vendor: $(VENDORED)
+
+# Every test, and every chapter notebook run top to bottom in a fresh kernel, in short (smoke) mode;
+# tests/test_book_browser.py also builds the book in short mode and checks it in headless Chromium.
+test: build vendor
 	MICROGPT_SMOKE=1 $(BIN)/python -m pytest tests chapters --nbmake --nbmake-timeout=900 -p no:cacheprovider
 
 # The whole book, every notebook executed in full; any warning or failing cell fails the build.
-book: build
+book: build vendor
 	$(BIN)/jupyter-book build --all -W -n --keep-going .
 
 clean:
-	rm -rf _build build fastops/*.c fastops/*.so fastops/*.html fastops/.built
+	rm -rf _build build book/vendor/html fastops/*.c fastops/*.so fastops/*.html fastops/.built
