@@ -49,7 +49,8 @@ def test_unbuilt_fastops_says_how_to_build_it(tmp_path):
 
     source = Path(fastops.__file__).parent
     shutil.copytree(source, tmp_path / "fastops", ignore=shutil.ignore_patterns("*.so", "*.c", "*.html"))
-    result = subprocess.run([sys.executable, "-c", "import fastops"], cwd=tmp_path,
-                            capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
+    # -S: no site-packages, so an editable install's import hook cannot find the real build.
+    result = subprocess.run([sys.executable, "-S", "-c", "import fastops"], cwd=tmp_path,
+                            capture_output=True, text=True)
     assert result.returncode != 0
     assert "fastops is not built" in result.stderr and "make build" in result.stderr
