@@ -1,0 +1,198 @@
+"""Chapter 4's layers: a `<layer>_forward` / `<layer>_backward` pair per layer, gradients by hand.
+
+No autograd and no graph: each forward returns its output and the cache its backward needs (named
+in the docstring), each backward takes the upstream gradient `d<out>` and returns the gradient of
+its input, and accumulates weight gradients with `+=` into buffers it is given (llm.c style).
+
+Shapes. T positions, C channels (n_embd), V vocabulary, H heads, D = C / H. Every kernel takes
+either one sequence, (T, ...), or a batch of sequences with a leading axis, (B, T, ...): the
+single-sequence signature below is the B-less case of the same function. Weights are (out, in),
+as in `params.py`, so a linear layer is `x @ w.T`.
+
+Padding mask (batched training). A batch holds B documents of different lengths, right-padded to
+a common T. `mask` is a float array (B, T): mask[b, t] = 1.0 when position t of row b predicts a
+real target, 0.0 for padding; each row is a run of ones followed by zeros (padding only at the
+end). Padded positions hold any valid token id (0) and target (0). Two facts make padding inert:
+  1. attention is causal, so a real position t only attends to positions <= t, all real: padding
+     never reaches a real position's forward value;
+  2. the loss is `sum(mask * losses) / sum(mask)`, so the backward starts from
+     dlosses = mask / sum(mask), which is exactly 0 at padding; every backward is linear in its
+     upstream gradient, so the padded positions contribute exactly 0.0 to every weight gradient.
+So no kernel needs the mask except the loss (`masked_mean_loss`); tests check both facts.
+
+Note for the Cython rung (chapter 5): mirror these signatures and caches one to one. Row-wise
+kernels (rmsnorm, matmul, relu, softmax_crossentropy) see (B, T, C) as (B*T, C) rows; encoder and
+attention need B and T separately. A C kernel written for (B, T, C) serves one sequence with B = 1.
+`gpt_forward` / `gpt_backward` show how the layers chain; `ActivationCache` names what is kept.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+RMS_EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# encoder: x = wte[tokens] + wpe[positions]
+
+def encoder_forward(tokens: np.ndarray, wte: np.ndarray, wpe: np.ndarray) -> np.ndarray:
+    """tokens (T,) or (B, T) ints; wte (V, C); wpe (block, C) -> x (T, C) or (B, T, C). No cache."""
+    return wte[tokens] + wpe[: tokens.shape[-1]]
+
+
+def encoder_backward(dwte: np.ndarray, dwpe: np.ndarray, dx: np.ndarray, tokens: np.ndarray) -> None:
+    """dwte (V, C) += rows of dx scattered by token; dwpe (block, C) += dx summed over the batch."""
+    T, C = dx.shape[-2], dx.shape[-1]
+    np.add.at(dwte, tokens.reshape(-1), dx.reshape(-1, C))
+    dwpe[:T] += dx if dx.ndim == 2 else dx.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# rmsnorm: out = x * rstd, rstd = (mean(x^2) + eps)^(-1/2), per row, no gain
+
+def rmsnorm_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (..., C) -> out (..., C), rstd (...,). Cache: rstd (the reciprocal RMS of each row)."""
+    C = x.shape[-1]
+    rstd = 1.0 / np.sqrt(np.einsum("...c,...c->...", x, x) / C + RMS_EPS)
+    return x * rstd[..., None], rstd
+
+
+def rmsnorm_backward(dout: np.ndarray, x: np.ndarray, rstd: np.ndarray) -> np.ndarray:
+    """dout, x (..., C), rstd (...,) -> dx = rstd * (dout - out * mean(dout * out)), out = x*rstd."""
+    C = x.shape[-1]
+    # mean(dout * out) = rstd * mean(dout * x); out = x * rstd
+    dot = np.einsum("...c,...c->...", dout, x) * (rstd * rstd * rstd / C)
+    return dout * rstd[..., None] - x * dot[..., None]
+
+
+# ----------------------------------------------------------------------------------------------
+# matmul (linear layer without bias): out = x @ w.T
+
+def matmul_forward(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x (..., Cin), w (Cout, Cin) -> out (..., Cout). Cache: none beyond the input x."""
+    return x @ w.T
+
+
+def matmul_backward(dout: np.ndarray, x: np.ndarray, w: np.ndarray, dw: np.ndarray) -> np.ndarray:
+    """dout (..., Cout), x (..., Cin), w (Cout, Cin); dw += dout^T x -> dx = dout @ w (..., Cin)."""
+    Cout, Cin = w.shape
+    dw += dout.reshape(-1, Cout).T @ x.reshape(-1, Cin)
+    return dout @ w
+
+
+# ----------------------------------------------------------------------------------------------
+# causal multi-head attention: scores, mask, softmax and weighted sum in one kernel
+
+def _split_heads(a: np.ndarray, n_head: int) -> np.ndarray:
+    """(..., T, C) -> (..., H, T, D), a view."""
+    *lead, T, C = a.shape
+    return a.reshape(*lead, T, n_head, C // n_head).swapaxes(-2, -3)
+
+
+def _merge_heads(a: np.ndarray) -> np.ndarray:
+    """(..., H, T, D) -> (..., T, C), a copy in row-major order."""
+    *lead, H, T, D = a.shape
+    return a.swapaxes(-2, -3).reshape(*lead, T, H * D)
+
+
+@lru_cache(maxsize=None)
+def _future(T: int) -> np.ndarray:
+    """(T, T) bool, True above the diagonal: the positions a causal query may not see."""
+    return np.triu(np.ones((T, T), dtype=bool), 1)
+
+
+def attention_forward(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, n_head: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """q, k, v (T, C) or (B, T, C) -> out (same shape), att (H, T, T) or (B, H, T, T).
+
+    Cache: att, the causal softmax probabilities (row t is zero beyond column t).
+    """
+    T, C = q.shape[-2], q.shape[-1]
+    qh, kh, vh = (_split_heads(a, n_head) for a in (q, k, v))
+    scores = qh @ kh.swapaxes(-1, -2)
+    scores *= 1.0 / np.sqrt(C // n_head)
+    scores[..., _future(T)] = -np.inf
+    scores -= scores.max(axis=-1, keepdims=True)
+    att = np.exp(scores, out=scores)
+    att /= att.sum(axis=-1, keepdims=True)
+    return _merge_heads(att @ vh), att
+
+
+def attention_backward(
+    dout: np.ndarray, q: np.ndarray, k: np.ndarray, v: np.ndarray, att: np.ndarray, n_head: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dout, q, k, v (..., T, C), att (..., H, T, T) -> dq, dk, dv (..., T, C).
+
+    Softmax backward: dscores = att * (datt - sum_j(datt * att)); masked entries have att = 0, so
+    they get no gradient without a mask being applied again.
+    """
+    C = q.shape[-1]
+    scale = 1.0 / np.sqrt(C // n_head)
+    qh, kh, vh, doh = (_split_heads(a, n_head) for a in (q, k, v, dout))
+    dvh = att.swapaxes(-1, -2) @ doh
+    datt = doh @ vh.swapaxes(-1, -2)
+    datt -= np.einsum("...ij,...ij->...i", datt, att)[..., None]
+    datt *= att
+    datt *= scale
+    dqh = datt @ kh
+    dkh = datt.swapaxes(-1, -2) @ qh
+    return _merge_heads(dqh), _merge_heads(dkh), _merge_heads(dvh)
+
+
+# ----------------------------------------------------------------------------------------------
+# relu
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """x (...) -> out = max(x, 0). Cache: out (its sign pattern is all backward needs)."""
+    return np.maximum(x, 0.0)
+
+
+def relu_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """dout, out (...) -> dx = dout where out > 0, else 0."""
+    return dout * (out > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax + cross-entropy, fused: the backward is probs - onehot
+
+def softmax_crossentropy_forward(
+    logits: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """logits (..., V), targets (...) ints -> losses (...), probs (..., V). Cache: probs.
+
+    losses = logsumexp(logits) - logits[target], computed from the max-shifted logits.
+    """
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exps = np.exp(shifted)
+    sums = exps.sum(axis=-1)
+    picked = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
+    losses = np.log(sums) - picked
+    exps /= sums[..., None]
+    return losses, exps
+
+
+def softmax_crossentropy_backward(
+    probs: np.ndarray, targets: np.ndarray, dlosses: np.ndarray
+) -> np.ndarray:
+    """probs (..., V), targets (...), dlosses (...) -> dlogits = dlosses * (probs - onehot)."""
+    dlogits = probs * dlosses[..., None]
+    np.put_along_axis(
+        dlogits, targets[..., None],
+        np.take_along_axis(dlogits, targets[..., None], axis=-1) - dlosses[..., None], axis=-1,
+    )
+    return dlogits
+
+
+def masked_mean_loss(losses: np.ndarray, mask: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """Mean loss over real positions and its gradient per position: dlosses = mask / sum(mask).
+
+    losses (T,) or (B, T); mask None (every position real) or the same shape, 1.0 real, 0.0 pad.
+    """
+    if mask is None:
+        n = losses.size
+        return float(losses.sum()) / n, np.full(losses.shape, 1.0 / n, dtype=losses.dtype)
+    n = float(mask.sum())
+    return float((losses * mask).sum()) / n, (mask / n).astype(losses.dtype)
