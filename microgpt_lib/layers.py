@@ -54,17 +54,14 @@ def encoder_backward(dwte: np.ndarray, dwpe: np.ndarray, dx: np.ndarray, tokens:
 
 def rmsnorm_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x (..., C) -> out (..., C), rstd (...,). Cache: rstd (the reciprocal RMS of each row)."""
-    C = x.shape[-1]
-    rstd = 1.0 / np.sqrt(np.einsum("...c,...c->...", x, x) / C + RMS_EPS)
+    rstd = (np.vecdot(x, x) * (1.0 / x.shape[-1]) + RMS_EPS) ** -0.5
     return x * rstd[..., None], rstd
 
 
 def rmsnorm_backward(dout: np.ndarray, x: np.ndarray, rstd: np.ndarray) -> np.ndarray:
-    """dout, x (..., C), rstd (...,) -> dx = rstd * (dout - out * mean(dout * out)), out = x*rstd."""
-    C = x.shape[-1]
-    # mean(dout * out) = rstd * mean(dout * x); out = x * rstd
-    dot = np.einsum("...c,...c->...", dout, x) * (rstd * rstd * rstd / C)
-    return dout * rstd[..., None] - x * dot[..., None]
+    """dout, x (..., C), rstd (...,) -> dx = rstd * dout - x * rstd^3 * mean(dout * x)."""
+    coef = np.vecdot(dout, x) * (rstd * rstd * rstd) * (1.0 / x.shape[-1])
+    return dout * rstd[..., None] - x * coef[..., None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,9 +95,9 @@ def _merge_heads(a: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _future(T: int) -> np.ndarray:
-    """(T, T) bool, True above the diagonal: the positions a causal query may not see."""
-    return np.triu(np.ones((T, T), dtype=bool), 1)
+def _causal_bias(T: int) -> np.ndarray:
+    """(T, T): 0 on and below the diagonal, -inf above (the future a query may not see)."""
+    return np.triu(np.full((T, T), -np.inf), 1)
 
 
 def attention_forward(
@@ -114,7 +111,7 @@ def attention_forward(
     qh, kh, vh = (_split_heads(a, n_head) for a in (q, k, v))
     scores = qh @ kh.swapaxes(-1, -2)
     scores *= 1.0 / np.sqrt(C // n_head)
-    scores[..., _future(T)] = -np.inf
+    scores += _causal_bias(T)
     scores -= scores.max(axis=-1, keepdims=True)
     att = np.exp(scores, out=scores)
     att /= att.sum(axis=-1, keepdims=True)
@@ -134,7 +131,7 @@ def attention_backward(
     qh, kh, vh, doh = (_split_heads(a, n_head) for a in (q, k, v, dout))
     dvh = att.swapaxes(-1, -2) @ doh
     datt = doh @ vh.swapaxes(-1, -2)
-    datt -= np.einsum("...ij,...ij->...i", datt, att)[..., None]
+    datt -= np.vecdot(datt, att)[..., None]
     datt *= att
     datt *= scale
     dqh = datt @ kh
@@ -163,15 +160,15 @@ def softmax_crossentropy_forward(
 ) -> tuple[np.ndarray, np.ndarray]:
     """logits (..., V), targets (...) ints -> losses (...), probs (..., V). Cache: probs.
 
-    losses = logsumexp(logits) - logits[target], computed from the max-shifted logits.
+    losses = log(sum(exp(shifted))) - shifted[target], with shifted = logits - max (no overflow).
     """
+    V = logits.shape[-1]
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    exps = np.exp(shifted)
-    sums = exps.sum(axis=-1)
-    picked = np.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
-    losses = np.log(sums) - picked
-    exps /= sums[..., None]
-    return losses, exps
+    picked = shifted.reshape(-1, V)[_rows(targets.size), targets.reshape(-1)]
+    probs = np.exp(shifted, out=shifted)
+    sums = probs.sum(axis=-1)
+    probs /= sums[..., None]
+    return np.log(sums) - picked.reshape(targets.shape), probs
 
 
 def softmax_crossentropy_backward(
@@ -179,11 +176,15 @@ def softmax_crossentropy_backward(
 ) -> np.ndarray:
     """probs (..., V), targets (...), dlosses (...) -> dlogits = dlosses * (probs - onehot)."""
     dlogits = probs * dlosses[..., None]
-    np.put_along_axis(
-        dlogits, targets[..., None],
-        np.take_along_axis(dlogits, targets[..., None], axis=-1) - dlosses[..., None], axis=-1,
-    )
+    dlogits.reshape(-1, probs.shape[-1])[_rows(targets.size), targets.reshape(-1)] -= (
+        dlosses.reshape(-1))
     return dlogits
+
+
+@lru_cache(maxsize=None)
+def _rows(n: int) -> np.ndarray:
+    """0..n-1, the row index that pairs with each target when picking one entry per row."""
+    return np.arange(n)
 
 
 def masked_mean_loss(losses: np.ndarray, mask: np.ndarray | None) -> tuple[float, np.ndarray]:
