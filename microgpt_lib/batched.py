@@ -276,3 +276,23 @@ def train_batched(
         bar.close()
     return history
 
+
+
+@dataclass
+class Throughput:
+    """Training speed at one batch size: median ms per step and real tokens per second."""
+
+    batch_size: int
+    median_ms: float
+    tokens_per_second: float
+
+
+def measure_throughput(backend: Backend, docs: EncodedDocs, batch_size: int, steps: int = 20,
+                       warmup: int = 3) -> Throughput:
+    """Train `warmup + steps` random batches; speed of the last `steps` by the trainer's clock."""
+    settings = TrainSettings(num_steps=warmup + steps, batch_size=batch_size, base_lr=1e-3)
+    history = train_batched(backend, docs, None, settings, progress=False)
+    step_seconds = np.diff(history.seconds)[warmup - 1 :]
+    tokens = sum(history.tokens[warmup:])
+    return Throughput(batch_size, float(np.median(step_seconds)) * 1e3,
+                      tokens / float(step_seconds.sum()))

@@ -9,6 +9,7 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "e16_L1_b16": (16, 4, 1, 16),
     "e64_L2_b16": (64, 4, 2, 16),
     "e128_L4_b32": (128, 4, 4, 32),
+    "e64_L4_b16": (64, 4, 4, 16),  # makemore's default transformer size (chapter 4)
 }
 
 

@@ -27,6 +27,7 @@ attention need B and T separately. A C kernel written for (B, T, C) serves one s
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -110,7 +111,7 @@ def attention_forward(
     T, C = q.shape[-2], q.shape[-1]
     qh, kh, vh = (_split_heads(a, n_head) for a in (q, k, v))
     scores = qh @ kh.swapaxes(-1, -2)
-    scores *= 1.0 / np.sqrt(C // n_head)
+    scores *= 1.0 / math.sqrt(C // n_head)
     scores += _causal_bias(T)
     scores -= scores.max(axis=-1, keepdims=True)
     att = np.exp(scores, out=scores)
@@ -127,7 +128,7 @@ def attention_backward(
     they get no gradient without a mask being applied again.
     """
     C = q.shape[-1]
-    scale = 1.0 / np.sqrt(C // n_head)
+    scale = 1.0 / math.sqrt(C // n_head)
     qh, kh, vh, doh = (_split_heads(a, n_head) for a in (q, k, v, dout))
     dvh = att.swapaxes(-1, -2) @ doh
     datt = doh @ vh.swapaxes(-1, -2)
