@@ -15,6 +15,7 @@ A `Batch` is right-padded with a mask as `layers.py` defines it, so padding is i
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import random
 import time
@@ -185,6 +186,7 @@ class TrainSettings:
     order: str = "random"           # "random" batches (with replacement) or "sequential"
     seed: int = 0
     blas_threads: int | None = 1    # BLAS threads while training (None: leave as is)
+    max_seconds: float | None = None  # stop early once the training clock passes this budget
 
 
 @dataclass
@@ -264,10 +266,14 @@ def train_batched(
             history.lrs.append(lr)
             history.tokens.append(batch.num_tokens)
             history.seconds.append(clock)
-            if val_subset is not None and (step % s.eval_every == 0 or step == s.num_steps - 1):
+            out_of_time = s.max_seconds is not None and clock > s.max_seconds
+            last = step == s.num_steps - 1 or out_of_time
+            if val_subset is not None and (step % s.eval_every == 0 or last):
                 validate(step)
             bar.update(postfix=f"loss {loss:.4f}" + (
                 f" val {history.val_losses[-1]:.4f}" if history.val_losses else ""))
+            if out_of_time:
+                break
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"interrupted after {len(history.losses)} of {s.num_steps} steps; history kept")
@@ -296,3 +302,21 @@ def measure_throughput(backend: Backend, docs: EncodedDocs, batch_size: int, ste
     tokens = sum(history.tokens[warmup:])
     return Throughput(batch_size, float(np.median(step_seconds)) * 1e3,
                       tokens / float(step_seconds.sum()))
+
+
+def keep_freed_memory(megabytes: int = 256) -> bool:
+    """Ask glibc's malloc to keep freed blocks up to `megabytes` instead of returning them.
+
+    Large temporaries (over 128 KiB) are by default mapped fresh from the OS and unmapped when
+    freed, so every step page-faults them in again; with bigger batches that costs as much as the
+    arithmetic. This raises the mmap and trim thresholds for the whole process (Linux with glibc
+    only; returns False elsewhere). Preallocated buffers, as in chapter 5, avoid the issue.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    size = megabytes << 20
+    return bool(libc.mallopt(m_mmap_threshold, min(size, 32 << 20))
+                and libc.mallopt(m_trim_threshold, size))

@@ -40,19 +40,25 @@ def validation_loss(config: GPTConfig, params: Params, val: EncodedDocs) -> floa
 def rung_curve(
     rung: str, config: GPTConfig, params: Params, train_docs: Sequence[str], val: EncodedDocs,
     tokenizer: CharTokenizer, num_steps: int, num_evals: int = 8, progress: bool = False,
+    max_seconds: float | None = None,
 ) -> ValidationCurve:
-    """Train a one-name-per-step rung (Karpathy's schedule) and evaluate it num_evals times."""
+    """Train a one-name-per-step rung (Karpathy's schedule) and evaluate it num_evals times.
+
+    With `max_seconds`, training stops once its clock passes the budget (evaluated there too).
+    """
     model = get_rung(rung)(config, params)
     eval_steps = set(np.linspace(0, num_steps - 1, num_evals).round().astype(int).tolist())
     curve = ValidationCurve(rung)
 
-    def on_step(step: int, loss: float) -> None:
-        if step in eval_steps:
-            curve.steps.append(step)
-            curve.val_losses.append(validation_loss(config, model.parameters(), val))
+    def evaluate_at(step: int) -> None:
+        curve.steps.append(step)
+        curve.val_losses.append(validation_loss(config, model.parameters(), val))
 
     history = train(model, train_docs, tokenizer, num_steps, base_lr=LEARNING_RATE,
-                    progress=progress, on_step=on_step)
+                    progress=progress, max_seconds=max_seconds,
+                    on_step=lambda step, loss: evaluate_at(step) if step in eval_steps else None)
+    if curve.steps[-1] != len(history.losses) - 1:  # stopped early: evaluate where it stopped
+        evaluate_at(len(history.losses) - 1)
     clock = list(accumulate(t / 1e3 for t in history.step_times_ms))
     curve.seconds = [clock[s] for s in curve.steps]
     tokens = sum(min(config.block_size, len(train_docs[s % len(train_docs)]) + 1)

@@ -8,10 +8,13 @@ the counts are a lower bound on traffic, the same for every version compared.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from .flat import FlatParams
 
 
 @dataclass
@@ -91,3 +94,12 @@ def count_traffic(fn: Callable, *args) -> tuple[Traffic, object]:
     finally:
         _Counted.traffic = None
     return traffic, result
+
+
+def counted_flat(flat: FlatParams) -> FlatParams:
+    """A FlatParams sharing `flat`'s memory whose buffer and views count their operations."""
+    out = copy.copy(flat)
+    out.data = counted(flat.data)
+    out.views = {name: out.data[o : o + view.size].reshape(view.shape)
+                 for (name, view), o in zip(flat.views.items(), flat.offsets.values())}
+    return out

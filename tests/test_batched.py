@@ -152,3 +152,28 @@ def test_bad_input_is_rejected(corpus, config):
     assert too_long.tokens.shape[1] > config.block_size
     with pytest.raises(ValueError, match="block_size"):
         backend.forward_backward(too_long)
+
+
+def test_time_budget_stops_training_and_validates_at_the_stop(corpus, config):
+    docs, tok = corpus
+    train, val = split_docs(docs[:400])
+    backend = NumpyBackend(config, init_params(config, seed=0))
+    settings = TrainSettings(num_steps=1000, batch_size=4, eval_every=500, max_seconds=0.0)
+    history = train_batched(backend, EncodedDocs.encode(train, tok, config.block_size),
+                            EncodedDocs.encode(val, tok, config.block_size), settings,
+                            progress=False)
+    assert len(history.losses) == 1 and history.val_steps == [0]
+
+
+def test_rung_curve_measures_validation_off_the_clock(corpus, config):
+    from microgpt_lib.curves import rung_curve
+    docs, tok = corpus
+    train, val = split_docs(docs[:400])
+    val_enc = EncodedDocs.encode(val, tok, config.block_size)
+    curve = rung_curve("fused", config, init_params(config, seed=0), train, val_enc, tok,
+                       num_steps=30, num_evals=4)
+    assert curve.steps == [0, 10, 19, 29] and len(curve.val_losses) == 4
+    assert curve.seconds == sorted(curve.seconds) and curve.val_losses[-1] < curve.val_losses[0]
+    short = rung_curve("fused", config, init_params(config, seed=0), train, val_enc, tok,
+                       num_steps=30, num_evals=4, max_seconds=0.0)
+    assert short.steps == [0]
