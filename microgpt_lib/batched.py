@@ -181,6 +181,7 @@ class TrainSettings:
     warmup: int = 0
     decay: str = "cosine"
     grad_clip: float | None = None  # clip the global gradient norm to this value
+    weight_decay: float = 0.0       # decoupled weight decay of the default FlatAdam (AdamW)
     eval_every: int = 100           # validation loss every this many steps (and at the end)
     eval_docs: int | None = None    # evaluate on the first eval_docs validation names (None: all)
     order: str = "random"           # "random" batches (with replacement) or "sequential"
@@ -231,7 +232,8 @@ def train_batched(
     s = settings
     if s.order not in ("random", "sequential"):
         raise ValueError(f"order must be 'random' or 'sequential', got {s.order!r}")
-    optimizer = optimizer if optimizer is not None else FlatAdam(backend.params)
+    if optimizer is None:
+        optimizer = FlatAdam(backend.params, s.weight_decay)
     rng = np.random.default_rng(s.seed)
     val_subset = val_docs
     if val_docs is not None and s.eval_docs is not None and s.eval_docs < len(val_docs):

@@ -165,8 +165,9 @@ class FlatAdam:
     `m = beta1 m + (1 - beta1) g` into `m' = beta1 m' + g`: one pass fewer per moment.
     """
 
-    def __init__(self, params: FlatParams) -> None:
+    def __init__(self, params: FlatParams, weight_decay: float = 0.0) -> None:
         self.params = params
+        self.weight_decay = weight_decay  # decoupled (AdamW): p -= lr * weight_decay * p
         self.m = np.zeros_like(params.data)  # m / (1 - beta1)
         self.v = np.zeros_like(params.data)  # v / (1 - beta2)
         self.scratch = np.empty_like(params.data)
@@ -191,6 +192,8 @@ class FlatAdam:
         s += EPS / a
         np.divide(m, s, out=s)
         s *= lr * (1 - BETA1) / ((1 - BETA1**self.t) * a)
+        if self.weight_decay:
+            self.params.data *= 1 - lr * self.weight_decay
         self.params.data -= s
         g.fill(0.0)
 

@@ -177,3 +177,15 @@ def test_rung_curve_measures_validation_off_the_clock(corpus, config):
     short = rung_curve("fused", config, init_params(config, seed=0), train, val_enc, tok,
                        num_steps=30, num_evals=4, max_seconds=0.0)
     assert short.steps == [0]
+
+
+def test_weight_decay_is_decoupled_from_the_gradient(config):
+    from microgpt_lib.flat import FlatParams
+    from microgpt_lib.fused_gpt import FlatAdam
+    params = FlatParams.from_params(config, init_params(config, seed=0))
+    start = params.data.copy()
+    grads = params.zeros_like()  # zero gradient: plain Adam would not move at all
+    FlatAdam(params, weight_decay=0.5).step(grads, lr=0.1)
+    assert np.allclose(params.data, start * (1 - 0.1 * 0.5))
+    FlatAdam(params).step(grads, lr=0.1)
+    assert np.allclose(params.data, start * (1 - 0.1 * 0.5))
