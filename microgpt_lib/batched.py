@@ -220,14 +220,15 @@ def train_batched(
     train_docs: EncodedDocs,
     val_docs: EncodedDocs | None,
     settings: TrainSettings,
-    optimizer=None,
+    optimizer: FlatAdam | None = None,
     progress: bool = True,
 ) -> BatchedHistory:
     """Train `backend` with mini-batches; Ctrl-C stops after the current step and keeps history.
 
     The training clock counts forward, backward, clipping and Adam; validation runs off the clock.
     BLAS runs on `settings.blas_threads` threads (default 1): our matrices are small, so threads
-    buy little, and on a busy machine their spin-waiting costs up to 3x (measured in chapter 4).
+    buy little, and on a busy machine their spin-waiting can make steps several times slower.
+    `optimizer` defaults to FlatAdam; any object with `step(grads, lr)` will do.
     """
     s = settings
     if s.order not in ("random", "sequential"):
