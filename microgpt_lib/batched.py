@@ -16,8 +16,11 @@ A `Batch` is right-padded with a mask as `layers.py` defines it, so padding is i
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -323,3 +326,30 @@ def keep_freed_memory(megabytes: int = 256) -> bool:
     size = megabytes << 20
     return bool(libc.mallopt(m_mmap_threshold, min(size, 32 << 20))
                 and libc.mallopt(m_trim_threshold, size))
+
+
+def fresh_process_throughput(config_name: str, batch_size: int, steps: int = 15,
+                             keep_freed: bool = False) -> Throughput:
+    """measure_throughput on the training split of names, in a new Python process.
+
+    malloc's behaviour depends on what the process allocated before (glibc adapts its
+    thresholds), so comparing `keep_freed=True` and `False` needs fresh processes.
+    """
+    code = (
+        "import json, sys, dataclasses\n"
+        "from microgpt_lib.batched import *\n"
+        "from microgpt_lib.bench import names_corpus\n"
+        "from microgpt_lib.config import GPTConfig\n"
+        "from microgpt_lib.params import init_params\n"
+        "name, B, steps, keep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'\n"
+        "if keep: keep_freed_memory()\n"
+        "docs, tok = names_corpus()\n"
+        "config = GPTConfig.preset(name, vocab_size=tok.vocab_size)\n"
+        "encoded = EncodedDocs.encode(split_docs(docs)[0], tok, config.block_size)\n"
+        "t = measure_throughput(NumpyBackend(config, init_params(config)), encoded, B, steps)\n"
+        "print(json.dumps(dataclasses.asdict(t)))\n"
+    )
+    args = [config_name, str(batch_size), str(steps), "1" if keep_freed else "0"]
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True,
+                         text=True)
+    return Throughput(**json.loads(out.stdout.strip().splitlines()[-1]))

@@ -189,3 +189,10 @@ def test_weight_decay_is_decoupled_from_the_gradient(config):
     assert np.allclose(params.data, start * (1 - 0.1 * 0.5))
     FlatAdam(params).step(grads, lr=0.1)
     assert np.allclose(params.data, start * (1 - 0.1 * 0.5))
+
+
+def test_fresh_process_throughput_reports_real_tokens():
+    from microgpt_lib.batched import fresh_process_throughput
+    for keep in (False, True):
+        t = fresh_process_throughput("e16_L1_b8", 4, steps=2, keep_freed=keep)
+        assert t.batch_size == 4 and t.median_ms > 0 and t.tokens_per_second > 0
