@@ -85,14 +85,12 @@ def matmul_backward(dout: np.ndarray, x: np.ndarray, w: np.ndarray, dw: np.ndarr
 
 def _split_heads(a: np.ndarray, n_head: int) -> np.ndarray:
     """(..., T, C) -> (..., H, T, D), a view."""
-    *lead, T, C = a.shape
-    return a.reshape(*lead, T, n_head, C // n_head).swapaxes(-2, -3)
+    return a.reshape(a.shape[:-1] + (n_head, -1)).swapaxes(-2, -3)
 
 
 def _merge_heads(a: np.ndarray) -> np.ndarray:
     """(..., H, T, D) -> (..., T, C), a copy in row-major order."""
-    *lead, H, T, D = a.shape
-    return a.swapaxes(-2, -3).reshape(*lead, T, H * D)
+    return a.swapaxes(-2, -3).reshape(a.shape[:-3] + (a.shape[-2], -1))
 
 
 @lru_cache(maxsize=None)
