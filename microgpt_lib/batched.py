@@ -129,8 +129,6 @@ class Backend(Protocol):
 class NumpyBackend:
     """Chapter 4's kernels (`gpt_forward` / `gpt_backward`) on a padded, masked batch."""
 
-    name = "numpy fused"
-
     def __init__(self, config: GPTConfig, params: Params, dtype=np.float64) -> None:
         self.config = config
         self.params = FlatParams.from_params(config, params, dtype)

@@ -96,7 +96,9 @@ def _merge_heads(a: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _causal_bias(T: int) -> np.ndarray:
     """(T, T): 0 on and below the diagonal, -inf above (the future a query may not see)."""
-    return np.triu(np.full((T, T), -np.inf), 1)
+    bias = np.triu(np.full((T, T), -np.inf), 1)
+    bias.setflags(write=False)  # shared by every call: read-only
+    return bias
 
 
 def attention_forward(
@@ -183,7 +185,9 @@ def softmax_crossentropy_backward(
 @lru_cache(maxsize=None)
 def _rows(n: int) -> np.ndarray:
     """0..n-1, the row index that pairs with each target when picking one entry per row."""
-    return np.arange(n)
+    rows = np.arange(n)
+    rows.setflags(write=False)  # shared by every call: read-only
+    return rows
 
 
 def masked_mean_loss(losses: np.ndarray, mask: np.ndarray | None) -> tuple[float, np.ndarray]:
