@@ -14,6 +14,7 @@ PRESETS: dict[str, tuple[int, int, int, int]] = {
     "e64_L1_b16": (64, 4, 1, 16),
     "e128_L1_b16": (128, 4, 1, 16),
     "e256_L1_b16": (256, 4, 1, 16),
+    "e64_L4_b16": (64, 4, 4, 16),  # makemore's default transformer size (chapter 4)
 }
 
 

@@ -37,6 +37,7 @@ _REGISTRY: dict[str, str] = {
     "scalar": "microgpt_lib.scalar_gpt:ScalarGPT",
     "numpy": "microgpt_lib.numpy_gpt:NumpyGPT",
     "numpy_batched": "microgpt_lib.numpy_batched_gpt:NumpyBatchedGPT",
+    "fused": "microgpt_lib.fused_gpt:FusedGPT",
 }
 
 

@@ -42,10 +42,15 @@ def train(
     base_lr: float = LEARNING_RATE,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    max_seconds: float | None = None,
 ) -> TrainingHistory:
-    """Train on docs[s % len(docs)] at step s with lr decaying linearly from base_lr to 0."""
+    """Train on docs[s % len(docs)] at step s with lr decaying linearly from base_lr to 0.
+
+    With `max_seconds`, stop early once the steps' own times add up to more than that budget.
+    """
     history = TrainingHistory()
     bar = Progress(num_steps, desc=f"train {model.name}", enabled=progress)
+    elapsed_ms = 0.0
     try:
         for step in range(num_steps):
             tokens = tokenizer.encode_doc(docs[step % len(docs)])
@@ -56,6 +61,9 @@ def train(
             bar.update(postfix=f"loss {loss:.4f}")
             if on_step is not None:
                 on_step(step, loss)
+            elapsed_ms += history.step_times_ms[-1]
+            if max_seconds is not None and elapsed_ms > max_seconds * 1e3:
+                break
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"interrupted after {len(history.losses)} of {num_steps} steps; history kept")
