@@ -7,12 +7,16 @@ sample the same way. Memory is measured in a second, separate pass in a fresh su
 while timing: tracemalloc slows Python code 2-3x and would distort the ratios. That pass reports
 the tracemalloc peak of a few training steps and the process's peak RSS (`resource.getrusage`).
 
+A rung is named as in the registry ("scalar_fast") or, for the intermediate variants a chapter
+times, as "module:Class" ("microgpt_lib.python_variants:ScalarFusedGPT").
+
 CLI: `python -m microgpt_lib.bench --rungs scalar scalar_fast --configs e16_L1_b16 --json out.json`
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import platform
 import random
@@ -25,11 +29,13 @@ import tracemalloc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .autograd import topological_order
 from .config import GPTConfig
 from .data import load_docs
+from .gc_tools import GCRecorder
 from .params import init_params
 from .progress import Progress
-from .rungs import get_rung
+from .rungs import Rung, get_rung
 from .tokenizer import CharTokenizer
 
 
@@ -64,11 +70,24 @@ def names_corpus(seed: int = 42) -> tuple[list[str], CharTokenizer]:
     return docs, CharTokenizer.from_docs(docs)
 
 
+def resolve_rung(rung: str) -> type[Rung]:
+    """The class of a registered rung name, or of a "module:Class" path."""
+    if ":" in rung:
+        module_name, class_name = rung.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+    return get_rung(rung)
+
+
+def rung_label(rung: str) -> str:
+    """The short name a rung's results are filed under (its class's `name`)."""
+    return resolve_rung(rung).name or rung
+
+
 def build_model(rung: str, config_name: str, seed: int = 0):
     """A fresh model of `rung` on the preset `config_name`, from the shared initialisation."""
     docs, tok = names_corpus()
     config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
-    return get_rung(rung)(config, init_params(config, seed=seed)), docs, tok
+    return resolve_rung(rung)(config, init_params(config, seed=seed)), docs, tok
 
 
 def time_training(
@@ -87,7 +106,7 @@ def time_training(
         times.append((time.perf_counter() - t0) * 1e3)
         if len(times) >= min_steps and time.perf_counter() - start > max_seconds:
             break
-    return Measurement(rung, config_name, "train", times)
+    return Measurement(rung_label(rung), config_name, "train", times)
 
 
 def time_inference(
@@ -105,7 +124,7 @@ def time_inference(
         times.append((time.perf_counter() - t0) * 1e3)
         if len(times) >= min_samples and time.perf_counter() - start > max_seconds:
             break
-    return Measurement(rung, config_name, "infer", times)
+    return Measurement(rung_label(rung), config_name, "infer", times)
 
 
 def memory_of_training(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
@@ -134,6 +153,53 @@ def measure_memory(rung: str, config_name: str, steps: int = 3) -> dict[str, flo
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def count_graph_nodes(rung: str, config_name: str, docs: int = 20) -> float:
+    """Mean number of graph nodes per training step (the model's `loss_graph`) over `docs` docs."""
+    model, all_docs, tok = build_model(rung, config_name)
+    sizes = [len(topological_order(model.loss_graph(tok.encode_doc(d)))) for d in all_docs[:docs]]
+    return statistics.fmean(sizes)
+
+
+@dataclass
+class GCProfile:
+    """Per-step wall time and the part of it the cyclic GC took, with collection counts."""
+
+    rung: str
+    config: str
+    step_ms: list[float]
+    gc_ms: list[float]
+    collections: dict[int, int]  # generation -> number of collections over all steps
+    objects_collected: int
+
+    @property
+    def gc_share(self) -> float:
+        """Fraction of all step time spent in the collector."""
+        return sum(self.gc_ms) / sum(self.step_ms)
+
+
+def gc_profile_training(
+    rung: str, config_name: str, steps: int = 30, warmup: int = 3, max_seconds: float = 60.0,
+    lr: float = 0.01,
+) -> GCProfile:
+    """Train like time_training while `gc.callbacks` time every collection, step by step."""
+    model, docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
+    for tokens in encoded[:warmup]:
+        model.train_step(tokens, lr)
+    step_ms, gc_ms, start = [], [], time.perf_counter()
+    with GCRecorder() as recorder:
+        for tokens in encoded[warmup:]:
+            before = recorder.total_ms()
+            t0 = time.perf_counter()
+            model.train_step(tokens, lr)
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            gc_ms.append(recorder.total_ms() - before)
+            if len(step_ms) >= 3 and time.perf_counter() - start > max_seconds:
+                break
+    counts = {g: recorder.count(g) for g in range(3)}
+    return GCProfile(rung_label(rung), config_name, step_ms, gc_ms, counts, recorder.collected())
 
 
 def environment() -> dict:
@@ -175,16 +241,25 @@ def run_benchmark(
 
 
 def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
-    """A plain-text table: median and mean ms, and speed-ups over `baseline` on the same config."""
+    """A plain-text table: median and mean ms, and speed-ups over `baseline` on the same config.
+
+    Memory columns (tracemalloc peak and peak RSS, MiB) appear when a measurement has them.
+    """
     base = {(m.config, m.kind): m for m in results if m.rung == baseline}
-    lines = [f"{'config':<12} {'kind':<5} {'rung':<14} {'median ms':>10} {'mean ms':>10} "
-             f"{'n':>4} {'x median':>9} {'x mean':>8}"]
+    with_memory = any(m.memory for m in results)
+    lines = [f"{'config':<12} {'kind':<5} {'rung':<20} {'median ms':>10} {'mean ms':>10} "
+             f"{'n':>4} {'x median':>9} {'x mean':>8}"
+             + (f" {'traced MiB':>10} {'RSS MiB':>8}" if with_memory else "")]
     for m in results:
         ref = base.get((m.config, m.kind))
         up_med = f"{ref.median / m.median:9.1f}" if ref else f"{'-':>9}"
         up_mean = f"{ref.mean / m.mean:8.1f}" if ref else f"{'-':>8}"
-        lines.append(f"{m.config:<12} {m.kind:<5} {m.rung:<14} {m.median:10.3f} {m.mean:10.3f} "
-                     f"{len(m.times_ms):4d} {up_med} {up_mean}")
+        line = (f"{m.config:<12} {m.kind:<5} {m.rung:<20} {m.median:10.3f} {m.mean:10.3f} "
+                f"{len(m.times_ms):4d} {up_med} {up_mean}")
+        if with_memory:
+            line += (f" {m.memory.get('tracemalloc_peak_kib', float('nan')) / 1024:10.2f}"
+                     f" {m.memory.get('peak_rss_kib', float('nan')) / 1024:8.1f}")
+        lines.append(line)
     return "\n".join(lines)
 
 

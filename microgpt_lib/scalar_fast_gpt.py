@@ -75,6 +75,7 @@ class ScalarFastGPT(Rung):
     name = "scalar_fast"
     kv_cache = KVCache
     position_loss = staticmethod(cross_entropy)
+    inference_mode = staticmethod(no_grad)
 
     def __init__(self, config: GPTConfig, params: Params) -> None:
         super().__init__(config, params)
@@ -137,7 +138,7 @@ class ScalarFastGPT(Rung):
         cfg, bos = self.config, self.config.vocab_size - 1
         token_ids = range(cfg.vocab_size)
         samples = []
-        with no_grad():
+        with self.inference_mode():
             for _ in range(n):
                 cache = self.kv_cache(cfg.n_layer, cfg.block_size)
                 token_id, sample = bos, []
