@@ -17,7 +17,7 @@ from microgpt_lib.gc_tools import GCRecorder, gc_paused
 
 VARIANTS = ["ScalarIterativeGPT", "ScalarGCPausedGPT", "ClosureGPT", "SlottedClosureGPT",
             "ScalarFusedGPT", "VectorSoftmaxLossGPT", "PreallocatedCacheGPT", "GraphInferenceGPT"]
-CONFIG = GPTConfig.preset("e16_L1_b8")
+CONFIG = GPTConfig(n_embd=8, n_head=2, n_layer=1, block_size=8)
 
 
 @pytest.fixture(scope="module")
