@@ -172,6 +172,7 @@ class GCProfile:
     gc_ms: list[float]
     collections: dict[int, int]  # generation -> number of collections over all steps
     objects_collected: int
+    tracked_after: list[int] = field(default_factory=list)  # len(gc.get_objects()) after steps
 
     @property
     def gc_share(self) -> float:
@@ -181,14 +182,17 @@ class GCProfile:
 
 def gc_profile_training(
     rung: str, config_name: str, steps: int = 30, warmup: int = 3, max_seconds: float = 60.0,
-    lr: float = 0.01,
+    lr: float = 0.01, track_heap: bool = False,
 ) -> GCProfile:
-    """Train like time_training while `gc.callbacks` time every collection, step by step."""
+    """Train like time_training while `gc.callbacks` time every collection, step by step.
+
+    With track_heap, also count the objects the GC tracks after each step (outside the timing).
+    """
     model, docs, tok = build_model(rung, config_name)
     encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
     for tokens in encoded[:warmup]:
         model.train_step(tokens, lr)
-    step_ms, gc_ms, start = [], [], time.perf_counter()
+    step_ms, gc_ms, tracked, start = [], [], [], time.perf_counter()
     with GCRecorder() as recorder:
         for tokens in encoded[warmup:]:
             before = recorder.total_ms()
@@ -196,10 +200,13 @@ def gc_profile_training(
             model.train_step(tokens, lr)
             step_ms.append((time.perf_counter() - t0) * 1e3)
             gc_ms.append(recorder.total_ms() - before)
+            if track_heap:
+                tracked.append(len(gc.get_objects()))
             if len(step_ms) >= 3 and time.perf_counter() - start > max_seconds:
                 break
     counts = {g: recorder.count(g) for g in range(3)}
-    return GCProfile(rung_label(rung), config_name, step_ms, gc_ms, counts, recorder.collected())
+    return GCProfile(rung_label(rung), config_name, step_ms, gc_ms, counts, recorder.collected(),
+                     tracked)
 
 
 def environment() -> dict:

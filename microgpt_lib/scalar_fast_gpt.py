@@ -124,8 +124,12 @@ class ScalarFastGPT(Rung):
         for name, w in self.weights.items():
             data, grad, m, v = w.data, w.grad_matrix(), self.m[name], self.v[name]
             for i, g_row in enumerate(grad):
-                m_row = m[i] = [BETA1 * mi + c1 * g for mi, g in zip(m[i], g_row)]
-                v_row = v[i] = [BETA2 * vi + c2 * g * g for vi, g in zip(v[i], g_row)]
+                if any(g_row):
+                    m_row = m[i] = [BETA1 * mi + c1 * g for mi, g in zip(m[i], g_row)]
+                    v_row = v[i] = [BETA2 * vi + c2 * g * g for vi, g in zip(v[i], g_row)]
+                else:  # an unused row (a token or position not in this name): moments only decay
+                    m_row = m[i] = [BETA1 * mi for mi in m[i]]
+                    v_row = v[i] = [BETA2 * vi for vi in v[i]]
                 data[i] = [p - lr * mi / (a * vi**0.5 + b) for p, mi, vi in zip(data[i], m_row, v_row)]
             w.invalidate()
             w.zero_grad()
