@@ -5,7 +5,7 @@ Timing: each rung trains from the shared initialisation on names (one document p
 mean (GC pauses and other stalls show up as a mean above the median). Inference is timed per
 sample the same way. Memory is measured in a second, separate pass in a fresh subprocess, never
 while timing: tracemalloc slows Python code 2-3x and would distort the ratios. That pass reports
-the tracemalloc peak of a few training steps and the process's peak RSS (`resource.getrusage`).
+the tracemalloc peak of a few training steps and the process's peak RSS (`peak_rss_kib`).
 
 A rung is named as in the registry ("scalar_fast") or, for the intermediate variants a chapter
 times, as "module:Class" ("microgpt_lib.python_variants:ScalarFusedGPT").
@@ -128,18 +128,38 @@ def time_inference(
 
 
 def memory_of_training(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
-    """Run in this process: tracemalloc peak (KiB) over `steps` training steps, and peak RSS (KiB)."""
+    """Run in this process: peak RSS (KiB) over `steps` training steps, then, on the same
+    documents again, the tracemalloc peak (KiB); RSS is read first, as tracing needs memory too."""
     model, docs, tok = build_model(rung, config_name)
     encoded = [tok.encode_doc(d) for d in docs[: steps + 1]]
     model.train_step(encoded[0], 0.01)  # first step allocates the optimiser state
+    for tokens in encoded[1:]:
+        model.train_step(tokens, 0.01)
+    rss_kib = peak_rss_kib()
     gc.collect()
     tracemalloc.start()
     for tokens in encoded[1:]:
         model.train_step(tokens, 0.01)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"tracemalloc_peak_kib": peak / 1024, "peak_rss_kib": float(rss_kib)}
+    return {"tracemalloc_peak_kib": peak / 1024, "peak_rss_kib": rss_kib}
+
+
+def peak_rss_kib() -> float:
+    """This process's peak resident set size in KiB.
+
+    VmHWM from /proc/self/status where it exists (Linux): it starts afresh in a new program,
+    whereas getrusage's ru_maxrss survives fork and exec, so a subprocess started from a big
+    process (a notebook kernel) would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 
 
 def measure_memory(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
