@@ -11,6 +11,7 @@ A rung is named as in the registry ("scalar_fast") or, for the intermediate vari
 times, as "module:Class" ("microgpt_lib.python_variants:ScalarFusedGPT").
 
 CLI: `python -m microgpt_lib.bench --rungs scalar scalar_fast --configs e16_L1_b16 --json out.json`
+(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`).
 """
 from __future__ import annotations
 
@@ -125,6 +126,51 @@ def time_inference(
         if len(times) >= min_samples and time.perf_counter() - start > max_seconds:
             break
     return Measurement(rung_label(rung), config_name, "infer", times)
+
+
+def time_interleaved(
+    rungs: list[str], config_name: str, kind: str = "train", rounds: int = 20,
+    repeats: dict[str, int] | None = None, warmup: int = 2, max_seconds: float = 60.0,
+    lr: float = 0.01, temperature: float = 0.5,
+) -> list[Measurement]:
+    """Time several rungs in alternation, round by round, so that they share the machine's load.
+
+    kind "train": in round i every rung trains on document i (`repeats[rung]` timed steps, default
+    1, so a fast rung can be timed more often); kind "infer": every rung draws `repeats[rung]`
+    samples from its own generator (seed 1). Between rungs an untimed gc.collect() keeps one
+    rung's garbage from being freed inside another's timing; this favours rungs that leave cyclic
+    garbage, so a speed-up over them is, if anything, understated.
+    """
+    if kind not in ("train", "infer"):
+        raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
+    repeats = repeats or {}
+    models = {}
+    for rung in rungs:
+        models[rung], docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + rounds]]
+    rngs = {rung: random.Random(1) for rung in rungs}
+
+    def run(rung: str, i: int) -> None:
+        if kind == "train":
+            models[rung].train_step(encoded[i], lr)
+        else:
+            models[rung].generate(1, temperature, rng=rngs[rung])
+
+    for i in range(warmup):
+        for rung in rungs:
+            run(rung, i)
+    times: dict[str, list[float]] = {rung: [] for rung in rungs}
+    start = time.perf_counter()
+    for i in range(warmup, warmup + rounds):
+        for rung in rungs:
+            for _ in range(repeats.get(rung, 1)):
+                t0 = time.perf_counter()
+                run(rung, i)
+                times[rung].append((time.perf_counter() - t0) * 1e3)
+            gc.collect()
+        if i - warmup >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return [Measurement(rung_label(rung), config_name, kind, times[rung]) for rung in rungs]
 
 
 def memory_of_training(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
@@ -308,9 +354,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per measurement")
     parser.add_argument("--baseline", default="scalar")
     parser.add_argument("--json", help="save the results to this file")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="alternate the rungs step by step (--steps rounds) instead of in turn")
     args = parser.parse_args(argv)
-    results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup, args.infer_samples,
-                            args.memory, args.max_seconds)
+    if args.interleaved:
+        results = []
+        for config_name in args.configs:
+            results += time_interleaved(args.rungs, config_name, "train", args.steps,
+                                        warmup=args.warmup, max_seconds=args.max_seconds)
+            if args.infer_samples:
+                results += time_interleaved(args.rungs, config_name, "infer", args.infer_samples,
+                                            warmup=1, max_seconds=args.max_seconds)
+    else:
+        results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup,
+                                args.infer_samples, args.memory, args.max_seconds)
     print(format_table(results, args.baseline))
     if args.json:
         save_json(results, args.json)

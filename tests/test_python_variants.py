@@ -12,6 +12,7 @@ from microgpt_lib import python_variants as pv
 from microgpt_lib.autograd import Value, topological_order
 from microgpt_lib.bench import (
     count_graph_nodes, gc_profile_training, main, names_corpus, resolve_rung, time_inference,
+    time_interleaved as bench_interleaved,
 )
 from microgpt_lib.gc_tools import GCRecorder, gc_paused
 
@@ -120,3 +121,21 @@ def test_bench_cli_runs_any_rungs_and_configs(tmp_path, capsys):
     assert "vector_softmax_loss" in table and "traced MiB" in table
     saved = json.loads(out.read_text())
     assert {m["rung"] for m in saved["measurements"]} == {"scalar_fast", "vector_softmax_loss"}
+
+
+def test_interleaved_timing_covers_every_rung_and_rejects_unknown_kind():
+    results = bench_interleaved(["scalar_fast", "microgpt_lib.python_variants:VectorSoftmaxLossGPT"],
+                                "e16_L1_b8", rounds=2, repeats={"scalar_fast": 3}, warmup=1)
+    assert [len(m.times_ms) for m in results] == [6, 2]
+    infer = bench_interleaved(["scalar_fast"], "e16_L1_b8", kind="infer", rounds=2, warmup=0)
+    assert infer[0].kind == "infer" and len(infer[0].times_ms) == 2
+    with pytest.raises(ValueError):
+        bench_interleaved(["scalar_fast"], "e16_L1_b8", kind="both")
+
+
+def test_bench_cli_interleaved(capsys):
+    main(["--rungs", "scalar_fast", "microgpt_lib.python_variants:PreallocatedCacheGPT",
+          "--configs", "e16_L1_b8", "--steps", "2", "--warmup", "1", "--infer-samples", "2",
+          "--interleaved"])
+    table = capsys.readouterr().out
+    assert "prealloc_kv_cache" in table and "infer" in table
