@@ -3,7 +3,9 @@
 Each class is a rung (the `Rung` contract, usable by `bench` as "microgpt_lib.python_variants:Name")
 that differs from its neighbour on the ladder in one idea only:
 
-- scalar nodes: `ScalarIterativeGPT` (iterative topological sort, so the backward leaves no
+- scalar nodes: `ScalarKeepsLastGraphGPT` (the last step's graph kept alive during the next, as
+  the module-level variables of Karpathy's script do), `ScalarIterativeGPT` (iterative
+  topological sort, so the backward leaves no
   reference cycle), `ScalarGCPausedGPT` (the cyclic GC off during a step), `ClosureGPT` and
   `SlottedClosureGPT` (micrograd's `_backward` closures, with and without `__slots__`),
   `ScalarFusedGPT` (`dot` and `sum` as single nodes);
@@ -38,7 +40,7 @@ def tokenize_with_dict(stoi: dict[str, int], text: str) -> list[int]:
 
 
 def recursive_topological_order(root) -> list:
-    """Karpathy's build_topo: recursion as deep as the graph (and a closure that refers to itself)."""
+    """Karpathy's build_topo: recursion as deep as the graph, and a closure referring to itself."""
     topo, visited = [], set()
 
     def build_topo(v):
@@ -58,6 +60,25 @@ def backward_iterative(root: Value) -> None:
     for v in reversed(topological_order(root)):
         for child, local_grad in zip(v._children, v._local_grads):
             child.grad += local_grad * v.grad
+
+
+class ScalarKeepsLastGraphGPT(ScalarGPT):
+    """`scalar` as Karpathy's script loop runs it: the module-level `loss` of one step keeps that
+    step's graph alive until the next step's forward pass has built a new one."""
+
+    name = "scalar_keeps_last_graph"
+
+    def __init__(self, config: GPTConfig, params: Params) -> None:
+        super().__init__(config, params)
+        self.last_loss: Value | None = None
+
+    def train_step(self, tokens: Sequence[int], lr: float) -> float:
+        self.check_tokens(tokens)
+        loss = self.loss_graph(tokens)  # the previous graph is still alive while this one grows
+        self.last_loss = loss
+        loss.backward()
+        self.step(lr)
+        return loss.data
 
 
 class ScalarIterativeGPT(ScalarGPT):
@@ -86,7 +107,7 @@ class ScalarGCPausedGPT(ScalarIterativeGPT):
 # --- micrograd's node: a `_backward` closure per node instead of local gradients ------------
 
 class _ClosureOps:
-    """The operators of micrograd's Value; each output keeps a closure that applies its chain rule."""
+    """micrograd's Value operators: each output keeps a closure that applies its chain rule."""
 
     __slots__ = ()
 

@@ -101,7 +101,8 @@ class ScalarFastGPT(Rung):
             w.zero_grad()
         root = self.loss_graph(tokens)
         backward(root)
-        return root.data, {name: [list(r) for r in w.grad_matrix()] for name, w in self.weights.items()}
+        grads = {name: [list(row) for row in w.grad_matrix()] for name, w in self.weights.items()}
+        return root.data, grads
 
     def train_step(self, tokens: Sequence[int], lr: float) -> float:
         self.check_tokens(tokens)
@@ -130,7 +131,8 @@ class ScalarFastGPT(Rung):
                 else:  # an unused row (a token or position not in this name): moments only decay
                     m_row = m[i] = [BETA1 * mi for mi in m[i]]
                     v_row = v[i] = [BETA2 * vi for vi in v[i]]
-                data[i] = [p - lr * mi / (a * vi**0.5 + b) for p, mi, vi in zip(data[i], m_row, v_row)]
+                data[i] = [p - lr * mi / (a * vi**0.5 + b)
+                           for p, mi, vi in zip(data[i], m_row, v_row)]
             w.invalidate()
             w.zero_grad()
 

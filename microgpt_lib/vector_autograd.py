@@ -252,7 +252,8 @@ def attention_backward(
     """dq (C,), dkeys and dvalues T x (C,) of attention_forward.
 
     Per head: da_t = dout_h . v_t,h; dv_t,h = a_t dout_h; through the softmax
-    dz_t = a_t (da_t - sum_s a_s da_s); then dq_h = sum_t dz_t k_t,h / sqrt(d), dk_t,h = dz_t q_h / sqrt(d).
+    dz_t = a_t (da_t - sum_s a_s da_s); then dq_h = sum_t dz_t k_t,h / sqrt(d) and
+    dk_t,h = dz_t q_h / sqrt(d).
     """
     head_dim = len(q) // n_head
     inv_sqrt_d = 1 / head_dim**0.5
@@ -290,7 +291,8 @@ def _attention_node_backward(node: Node) -> None:
 
 def attention(q: Node, keys: Sequence[Node], values: Sequence[Node], n_head: int) -> Node:
     """One node for all heads of one position: children q, the T keys, then the T values."""
-    out, weights = attention_forward(q.data, [k.data for k in keys], [v.data for v in values], n_head)
+    out, weights = attention_forward(
+        q.data, [k.data for k in keys], [v.data for v in values], n_head)
     return Node(out, (q, *keys, *values), _attention_node_backward, (n_head, weights, len(keys)))
 
 

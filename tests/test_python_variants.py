@@ -1,4 +1,4 @@
-"""Chapter 2's intermediate GPTs compute what `scalar` computes; the GC and recursion facts it shows."""
+"""Chapter 2's intermediate GPTs compute what `scalar` computes; its GC and recursion facts."""
 from __future__ import annotations
 
 import gc
@@ -16,7 +16,7 @@ from microgpt_lib.bench import (
 )
 from microgpt_lib.gc_tools import GCRecorder, gc_paused
 
-VARIANTS = ["ScalarIterativeGPT", "ScalarGCPausedGPT", "ClosureGPT", "SlottedClosureGPT",
+VARIANTS = ["ScalarKeepsLastGraphGPT", "ScalarIterativeGPT", "ScalarGCPausedGPT", "ClosureGPT", "SlottedClosureGPT",
             "ScalarFusedGPT", "VectorSoftmaxLossGPT", "PreallocatedCacheGPT", "GraphInferenceGPT"]
 CONFIG = GPTConfig(n_embd=8, n_head=2, n_layer=1, block_size=8)
 
