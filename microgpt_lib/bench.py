@@ -135,11 +135,11 @@ def time_interleaved(
 ) -> list[Measurement]:
     """Time several rungs in alternation, round by round, so that they share the machine's load.
 
-    kind "train": in round i every rung trains on document i (`repeats[rung]` timed steps, default
-    1, so a fast rung can be timed more often); kind "infer": every rung draws `repeats[rung]`
-    samples from its own generator (seed 1). Between rungs an untimed gc.collect() keeps one
-    rung's garbage from being freed inside another's timing; this favours rungs that leave cyclic
-    garbage, so a speed-up over them is, if anything, understated.
+    kind "train": in round i every rung trains `repeats[rung]` timed steps (default 1) on document
+    i; kind "infer": every rung draws `repeats[rung]` samples from its own generator (seed 1).
+    Medians are the figures to trust: when a rung leaves cyclic garbage at the end of its turn, the
+    next rung's first step may be the one that frees it (a cost charged to the wrong rung once per
+    round), so use blocks of several steps per turn (repeats) to keep that to one step in many.
     """
     if kind not in ("train", "infer"):
         raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
@@ -167,7 +167,6 @@ def time_interleaved(
                 t0 = time.perf_counter()
                 run(rung, i)
                 times[rung].append((time.perf_counter() - t0) * 1e3)
-            gc.collect()
         if i - warmup >= 2 and time.perf_counter() - start > max_seconds:
             break
     return [Measurement(rung_label(rung), config_name, kind, times[rung]) for rung in rungs]
