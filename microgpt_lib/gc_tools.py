@@ -14,27 +14,26 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class Collection:
-    """One run of the cyclic GC: generation, wall time and the objects it freed."""
-
-    generation: int
-    ms: float
-    collected: int
-
-
-@dataclass
 class GCRecorder:
-    """Records every collection between `start()` and `stop()` (or inside `with recorder:`)."""
+    """Records every collection between `start()` and `stop()` (or inside `with recorder:`).
 
-    collections: list[Collection] = field(default_factory=list)
+    Per collection: its generation, wall time (ms) and the objects it freed, kept in three lists
+    of plain numbers, which the GC does not track, so that recording does not grow the heap it
+    measures.
+    """
+
+    generations: list[int] = field(default_factory=list)
+    ms: list[float] = field(default_factory=list)
+    freed: list[int] = field(default_factory=list)
     _t0: float = 0.0
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
-            ms = (time.perf_counter() - self._t0) * 1e3
-            self.collections.append(Collection(info["generation"], ms, info["collected"]))
+            self.ms.append((time.perf_counter() - self._t0) * 1e3)
+            self.generations.append(info["generation"])
+            self.freed.append(info["collected"])
 
     def start(self) -> "GCRecorder":
         gc.callbacks.append(self._callback)
@@ -52,14 +51,19 @@ class GCRecorder:
 
     def total_ms(self, generation: int | None = None) -> float:
         """Time spent collecting (in one generation, or all of them)."""
-        return sum(c.ms for c in self.collections if generation in (None, c.generation))
+        if generation is None:
+            return sum(self.ms)
+        return sum(ms for g, ms in zip(self.generations, self.ms) if g == generation)
 
     def count(self, generation: int | None = None) -> int:
-        return sum(1 for c in self.collections if generation in (None, c.generation))
+        """Number of collections (of one generation, or all of them)."""
+        if generation is None:
+            return len(self.generations)
+        return self.generations.count(generation)
 
     def collected(self) -> int:
         """Objects the collector freed: garbage that reference counting could not free."""
-        return sum(c.collected for c in self.collections)
+        return sum(self.freed)
 
 
 @contextmanager
