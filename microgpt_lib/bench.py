@@ -131,15 +131,15 @@ def time_inference(
 def time_interleaved(
     rungs: list[str], config_name: str, kind: str = "train", rounds: int = 20,
     repeats: dict[str, int] | None = None, warmup: int = 2, max_seconds: float = 60.0,
-    lr: float = 0.01, temperature: float = 0.5,
+    lr: float = 0.01, temperature: float = 0.5, settle: int = 0,
 ) -> list[Measurement]:
     """Time several rungs in alternation, round by round, so that they share the machine's load.
 
     kind "train": in round i every rung trains `repeats[rung]` timed steps (default 1) on document
     i; kind "infer": every rung draws `repeats[rung]` samples from its own generator (seed 1).
-    Medians are the figures to trust: when a rung leaves cyclic garbage at the end of its turn, the
-    next rung's first step may be the one that frees it (a cost charged to the wrong rung once per
-    round), so use blocks of several steps per turn (repeats) to keep that to one step in many.
+    A rung that leaves cyclic garbage at the end of its turn has it freed during the next rung's
+    turn, and starts its own next turn without it: both would bias the times. `settle` untimed
+    steps at the start of every turn put each rung back into the state it has when it runs alone.
     """
     if kind not in ("train", "infer"):
         raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
@@ -163,6 +163,8 @@ def time_interleaved(
     start = time.perf_counter()
     for i in range(warmup, warmup + rounds):
         for rung in rungs:
+            for _ in range(settle):
+                run(rung, i)
             for _ in range(repeats.get(rung, 1)):
                 t0 = time.perf_counter()
                 run(rung, i)

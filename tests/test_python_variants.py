@@ -125,7 +125,8 @@ def test_bench_cli_runs_any_rungs_and_configs(tmp_path, capsys):
 
 def test_interleaved_timing_covers_every_rung_and_rejects_unknown_kind():
     results = bench_interleaved(["scalar_fast", "microgpt_lib.python_variants:VectorSoftmaxLossGPT"],
-                                "e16_L1_b8", rounds=2, repeats={"scalar_fast": 3}, warmup=1)
+                                "e16_L1_b8", rounds=2, repeats={"scalar_fast": 3}, warmup=1,
+                                settle=1)
     assert [len(m.times_ms) for m in results] == [6, 2]
     infer = bench_interleaved(["scalar_fast"], "e16_L1_b8", kind="infer", rounds=2, warmup=0)
     assert infer[0].kind == "infer" and len(infer[0].times_ms) == 2
