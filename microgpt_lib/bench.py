@@ -357,15 +357,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="save the results to this file")
     parser.add_argument("--interleaved", action="store_true",
                         help="alternate the rungs step by step (--steps rounds) instead of in turn")
+    parser.add_argument("--repeat", nargs="*", default=[], metavar="RUNG=N",
+                        help="with --interleaved: timed steps (or samples) per turn of a rung")
+    parser.add_argument("--settle", type=int, default=0,
+                        help="with --interleaved: untimed steps at the start of every turn")
     args = parser.parse_args(argv)
     if args.interleaved:
+        repeats = {rung: int(n) for rung, n in (item.rsplit("=", 1) for item in args.repeat)}
         results = []
         for config_name in args.configs:
-            results += time_interleaved(args.rungs, config_name, "train", args.steps,
-                                        warmup=args.warmup, max_seconds=args.max_seconds)
+            results += time_interleaved(args.rungs, config_name, "train", args.steps, repeats,
+                                        args.warmup, args.max_seconds, settle=args.settle)
             if args.infer_samples:
                 results += time_interleaved(args.rungs, config_name, "infer", args.infer_samples,
-                                            warmup=1, max_seconds=args.max_seconds)
+                                            repeats, warmup=1, max_seconds=args.max_seconds)
     else:
         results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup,
                                 args.infer_samples, args.memory, args.max_seconds)

@@ -137,6 +137,7 @@ def test_interleaved_timing_covers_every_rung_and_rejects_unknown_kind():
 def test_bench_cli_interleaved(capsys):
     main(["--rungs", "scalar_fast", "microgpt_lib.python_variants:PreallocatedCacheGPT",
           "--configs", "e16_L1_b8", "--steps", "2", "--warmup", "1", "--infer-samples", "2",
-          "--interleaved"])
+          "--interleaved", "--repeat", "scalar_fast=3", "--settle", "1"])
     table = capsys.readouterr().out
     assert "prealloc_kv_cache" in table and "infer" in table
+    assert [line.split()[5] for line in table.splitlines()[1:]] == ["6", "2", "6", "2"]
