@@ -5,14 +5,19 @@ Timing: each rung trains from the shared initialisation on names (one document p
 mean (GC pauses and other stalls show up as a mean above the median). Inference is timed per
 sample the same way. Memory is measured in a second, separate pass in a fresh subprocess, never
 while timing: tracemalloc slows Python code 2-3x and would distort the ratios. That pass reports
-the tracemalloc peak of a few training steps and the process's peak RSS (`resource.getrusage`).
+the tracemalloc peak of a few training steps and the process's peak RSS (`peak_rss_kib`).
+
+A rung is named as in the registry ("scalar_fast") or, for the intermediate variants a chapter
+times, as "module:Class" ("microgpt_lib.python_variants:ScalarFusedGPT").
 
 CLI: `python -m microgpt_lib.bench --rungs scalar scalar_fast --configs e16_L1_b16 --json out.json`
+(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`).
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import platform
 import random
@@ -26,11 +31,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .autograd import topological_order
 from .config import GPTConfig
 from .data import load_docs
+from .gc_tools import GCRecorder
 from .params import init_params
 from .progress import Progress
-from .rungs import get_rung
+from .rungs import Rung, get_rung
 from .tokenizer import CharTokenizer
 
 
@@ -65,6 +72,19 @@ def names_corpus(seed: int = 42) -> tuple[list[str], CharTokenizer]:
     return docs, CharTokenizer.from_docs(docs)
 
 
+def resolve_rung(rung: str) -> type[Rung]:
+    """The class of a registered rung name, or of a "module:Class" path."""
+    if ":" in rung:
+        module_name, class_name = rung.split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+    return get_rung(rung)
+
+
+def rung_label(rung: str) -> str:
+    """The short name a rung's results are filed under (its class's `name`)."""
+    return resolve_rung(rung).name or rung
+
+
 def build_model(rung: str, config_name: str, seed: int = 0, options: dict | None = None):
     """A fresh model of `rung` on the preset `config_name`, from the shared initialisation.
 
@@ -72,7 +92,8 @@ def build_model(rung: str, config_name: str, seed: int = 0, options: dict | None
     """
     docs, tok = names_corpus()
     config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
-    return get_rung(rung)(config, init_params(config, seed=seed), **(options or {})), docs, tok
+    model = resolve_rung(rung)(config, init_params(config, seed=seed), **(options or {}))
+    return model, docs, tok
 
 
 def time_training(
@@ -96,7 +117,7 @@ def time_training(
         times.append((clock() - t0) * 1e3)
         if len(times) >= min_steps and time.perf_counter() - start > max_seconds:
             break
-    return Measurement(rung, config_name, "train", times)
+    return Measurement(rung_label(rung), config_name, "train", times)
 
 
 def time_inference(
@@ -114,22 +135,88 @@ def time_inference(
         times.append((time.perf_counter() - t0) * 1e3)
         if len(times) >= min_samples and time.perf_counter() - start > max_seconds:
             break
-    return Measurement(rung, config_name, "infer", times)
+    return Measurement(rung_label(rung), config_name, "infer", times)
+
+
+def time_interleaved(
+    rungs: list[str], config_name: str, kind: str = "train", rounds: int = 20,
+    repeats: dict[str, int] | None = None, warmup: int = 2, max_seconds: float = 60.0,
+    lr: float = 0.01, temperature: float = 0.5, settle: int = 0,
+) -> list[Measurement]:
+    """Time several rungs in alternation, round by round, so that they share the machine's load.
+
+    kind "train": in round i every rung trains `repeats[rung]` timed steps (default 1) on document
+    i; kind "infer": every rung draws `repeats[rung]` samples from its own generator (seed 1).
+    A rung that leaves cyclic garbage at the end of its turn has it freed during the next rung's
+    turn, and starts its own next turn without it: both would bias the times. `settle` untimed
+    steps at the start of every turn put each rung back into the state it has when it runs alone.
+    """
+    if kind not in ("train", "infer"):
+        raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
+    repeats = repeats or {}
+    models = {}
+    for rung in rungs:
+        models[rung], docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + rounds]]
+    rngs = {rung: random.Random(1) for rung in rungs}
+
+    def run(rung: str, i: int) -> None:
+        if kind == "train":
+            models[rung].train_step(encoded[i], lr)
+        else:
+            models[rung].generate(1, temperature, rng=rngs[rung])
+
+    for i in range(warmup):
+        for rung in rungs:
+            run(rung, i)
+    times: dict[str, list[float]] = {rung: [] for rung in rungs}
+    start = time.perf_counter()
+    for i in range(warmup, warmup + rounds):
+        for rung in rungs:
+            for _ in range(settle):
+                run(rung, i)
+            for _ in range(repeats.get(rung, 1)):
+                t0 = time.perf_counter()
+                run(rung, i)
+                times[rung].append((time.perf_counter() - t0) * 1e3)
+        if i - warmup >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return [Measurement(rung_label(rung), config_name, kind, times[rung]) for rung in rungs]
 
 
 def memory_of_training(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
-    """Run in this process: tracemalloc peak (KiB) over `steps` training steps, and peak RSS (KiB)."""
+    """Run in this process: peak RSS (KiB) over `steps` training steps, then, on the same
+    documents again, the tracemalloc peak (KiB); RSS is read first, as tracing needs memory too."""
     model, docs, tok = build_model(rung, config_name)
     encoded = [tok.encode_doc(d) for d in docs[: steps + 1]]
     model.train_step(encoded[0], 0.01)  # first step allocates the optimiser state
+    for tokens in encoded[1:]:
+        model.train_step(tokens, 0.01)
+    rss_kib = peak_rss_kib()
     gc.collect()
     tracemalloc.start()
     for tokens in encoded[1:]:
         model.train_step(tokens, 0.01)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"tracemalloc_peak_kib": peak / 1024, "peak_rss_kib": float(rss_kib)}
+    return {"tracemalloc_peak_kib": peak / 1024, "peak_rss_kib": rss_kib}
+
+
+def peak_rss_kib() -> float:
+    """This process's peak resident set size in KiB.
+
+    VmHWM from /proc/self/status where it exists (Linux): it starts afresh in a new program,
+    whereas getrusage's ru_maxrss survives fork and exec, so a subprocess started from a big
+    process (a notebook kernel) would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 
 
 def measure_memory(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
@@ -143,6 +230,60 @@ def measure_memory(rung: str, config_name: str, steps: int = 3) -> dict[str, flo
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def count_graph_nodes(rung: str, config_name: str, docs: int = 20) -> float:
+    """Mean number of graph nodes per training step (the model's `loss_graph`) over `docs` docs."""
+    model, all_docs, tok = build_model(rung, config_name)
+    sizes = [len(topological_order(model.loss_graph(tok.encode_doc(d)))) for d in all_docs[:docs]]
+    return statistics.fmean(sizes)
+
+
+@dataclass
+class GCProfile:
+    """Per-step wall time and the part of it the cyclic GC took, with collection counts."""
+
+    rung: str
+    config: str
+    step_ms: list[float]
+    gc_ms: list[float]
+    collections: dict[int, int]  # generation -> number of collections over all steps
+    objects_collected: int
+    tracked_after: list[int] = field(default_factory=list)  # len(gc.get_objects()) after steps
+
+    @property
+    def gc_share(self) -> float:
+        """Fraction of all step time spent in the collector."""
+        return sum(self.gc_ms) / sum(self.step_ms)
+
+
+def gc_profile_training(
+    rung: str, config_name: str, steps: int = 30, warmup: int = 3, max_seconds: float = 60.0,
+    lr: float = 0.01, track_heap: bool = False,
+) -> GCProfile:
+    """Train like time_training while `gc.callbacks` time every collection, step by step.
+
+    With track_heap, also count the objects the GC tracks after each step (outside the timing).
+    """
+    model, docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
+    for tokens in encoded[:warmup]:
+        model.train_step(tokens, lr)
+    step_ms, gc_ms, tracked, start = [], [], [], time.perf_counter()
+    with GCRecorder() as recorder:
+        for tokens in encoded[warmup:]:
+            before = recorder.total_ms()
+            t0 = time.perf_counter()
+            model.train_step(tokens, lr)
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            gc_ms.append(recorder.total_ms() - before)
+            if track_heap:
+                tracked.append(len(gc.get_objects()))
+            if len(step_ms) >= 3 and time.perf_counter() - start > max_seconds:
+                break
+    counts = {g: recorder.count(g) for g in range(3)}
+    return GCProfile(rung_label(rung), config_name, step_ms, gc_ms, counts, recorder.collected(),
+                     tracked)
 
 
 def environment() -> dict:
@@ -184,16 +325,25 @@ def run_benchmark(
 
 
 def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
-    """A plain-text table: median and mean ms, and speed-ups over `baseline` on the same config."""
+    """A plain-text table: median and mean ms, and speed-ups over `baseline` on the same config.
+
+    Memory columns (tracemalloc peak and peak RSS, MiB) appear when a measurement has them.
+    """
     base = {(m.config, m.kind): m for m in results if m.rung == baseline}
-    lines = [f"{'config':<12} {'kind':<5} {'rung':<14} {'median ms':>10} {'mean ms':>10} "
-             f"{'n':>4} {'x median':>9} {'x mean':>8}"]
+    with_memory = any(m.memory for m in results)
+    lines = [f"{'config':<12} {'kind':<5} {'rung':<20} {'median ms':>10} {'mean ms':>10} "
+             f"{'n':>4} {'x median':>9} {'x mean':>8}"
+             + (f" {'traced MiB':>10} {'RSS MiB':>8}" if with_memory else "")]
     for m in results:
         ref = base.get((m.config, m.kind))
         up_med = f"{ref.median / m.median:9.1f}" if ref else f"{'-':>9}"
         up_mean = f"{ref.mean / m.mean:8.1f}" if ref else f"{'-':>8}"
-        lines.append(f"{m.config:<12} {m.kind:<5} {m.rung:<14} {m.median:10.3f} {m.mean:10.3f} "
-                     f"{len(m.times_ms):4d} {up_med} {up_mean}")
+        line = (f"{m.config:<12} {m.kind:<5} {m.rung:<20} {m.median:10.3f} {m.mean:10.3f} "
+                f"{len(m.times_ms):4d} {up_med} {up_mean}")
+        if with_memory:
+            line += (f" {m.memory.get('tracemalloc_peak_kib', float('nan')) / 1024:10.2f}"
+                     f" {m.memory.get('peak_rss_kib', float('nan')) / 1024:8.1f}")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -215,9 +365,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per measurement")
     parser.add_argument("--baseline", default="scalar")
     parser.add_argument("--json", help="save the results to this file")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="alternate the rungs step by step (--steps rounds) instead of in turn")
+    parser.add_argument("--repeat", nargs="*", default=[], metavar="RUNG=N",
+                        help="with --interleaved: timed steps (or samples) per turn of a rung")
+    parser.add_argument("--settle", type=int, default=0,
+                        help="with --interleaved: untimed steps at the start of every turn")
     args = parser.parse_args(argv)
-    results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup, args.infer_samples,
-                            args.memory, args.max_seconds)
+    if args.interleaved:
+        repeats = {rung: int(n) for rung, n in (item.rsplit("=", 1) for item in args.repeat)}
+        results = []
+        for config_name in args.configs:
+            results += time_interleaved(args.rungs, config_name, "train", args.steps, repeats,
+                                        args.warmup, args.max_seconds, settle=args.settle)
+            if args.infer_samples:
+                results += time_interleaved(args.rungs, config_name, "infer", args.infer_samples,
+                                            repeats, warmup=1, max_seconds=args.max_seconds)
+    else:
+        results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup,
+                                args.infer_samples, args.memory, args.max_seconds)
     print(format_table(results, args.baseline))
     if args.json:
         save_json(results, args.json)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 # name -> (n_embd, n_head, n_layer, block_size). "e16_L1_b16" is Karpathy's microgpt.
 PRESETS: dict[str, tuple[int, int, int, int]] = {
+    "e8_L1_b8": (8, 2, 1, 8),  # chapter 2 times its slowest scalar variants on this one
     "e16_L1_b8": (16, 4, 1, 8),
     "e16_L1_b16": (16, 4, 1, 16),
     "e64_L2_b16": (64, 4, 2, 16),

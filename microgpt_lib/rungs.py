@@ -35,6 +35,7 @@ from .params import Params, check_params
 # name -> "module:Class", imported on first use by get_rung.
 _REGISTRY: dict[str, str] = {
     "scalar": "microgpt_lib.scalar_gpt:ScalarGPT",
+    "scalar_fast": "microgpt_lib.scalar_fast_gpt:ScalarFastGPT",
     "numpy": "microgpt_lib.numpy_gpt:NumpyGPT",
     "numpy_batched": "microgpt_lib.numpy_batched_gpt:NumpyBatchedGPT",
     "fused": "microgpt_lib.fused_gpt:FusedGPT",

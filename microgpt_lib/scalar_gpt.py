@@ -110,6 +110,10 @@ class ScalarGPT(Rung):
         self.v = [0.0] * len(self.params)
         self.t = 0
 
+    def loss_graph(self, tokens: Sequence[int]) -> Value:
+        """The document's mean loss as the root of its graph (forward only)."""
+        return document_loss(tokens, self.state_dict, self.config)
+
     def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, list[list[float]]]]:
         self.check_tokens(tokens)
         for p in self.params:

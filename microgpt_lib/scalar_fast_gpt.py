@@ -1,0 +1,162 @@
+"""Rung `scalar_fast`: the same GPT as `scalar`, as fast as pure Python goes (chapter 2).
+
+Still no dependency and still one position at a time with a KV cache, but built on vector-level
+nodes (`vector_autograd`): one node per vector op with a hand-derived backward, a log-sum-exp
+cross-entropy node, a graph without reference cycles (freed by refcounting, never by the cyclic
+GC), an iterative topological sort, an Adam update written row by row, and inference that builds
+no graph at all and samples from a float softmax.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from .config import GPTConfig
+from .optim import BETA1, BETA2, EPS
+from .params import Params
+from .rungs import Rung, sampling_rng
+from .vector_autograd import (
+    Node, Param, add_vectors, attention, backward, cross_entropy, embed, linear, mean, no_grad,
+    relu, rmsnorm,
+)
+
+
+class KVCache:
+    """The keys and values of every position so far, one growing list per layer."""
+
+    def __init__(self, n_layer: int, block_size: int) -> None:
+        self.keys: list[list[Node]] = [[] for _ in range(n_layer)]
+        self.values: list[list[Node]] = [[] for _ in range(n_layer)]
+
+    def add(self, layer: int, pos_id: int, k: Node, v: Node) -> None:
+        self.keys[layer].append(k)
+        self.values[layer].append(v)
+
+    def view(self, layer: int, pos_id: int) -> tuple[list[Node], list[Node]]:
+        """Keys and values of positions 0..pos_id of `layer`."""
+        return self.keys[layer], self.values[layer]
+
+
+def gpt_position(
+    token_id: int, pos_id: int, cache: KVCache, weights: dict[str, Param], config: GPTConfig
+) -> Node:
+    """Logits node for the token after `token_id` at `pos_id`; adds this position's k, v to cache."""
+    x = rmsnorm(embed(weights["wte"], weights["wpe"], token_id, pos_id))
+    for li in range(config.n_layer):
+        layer = f"layer{li}."
+        residual = x
+        x = rmsnorm(x)
+        q = linear(weights[layer + "attn_wq"], x)
+        cache.add(li, pos_id, linear(weights[layer + "attn_wk"], x),
+                  linear(weights[layer + "attn_wv"], x))
+        keys, values = cache.view(li, pos_id)
+        x = attention(q, keys, values, config.n_head)
+        x = add_vectors(linear(weights[layer + "attn_wo"], x), residual)
+        residual = x
+        x = relu(linear(weights[layer + "mlp_fc1"], rmsnorm(x)))
+        x = add_vectors(linear(weights[layer + "mlp_fc2"], x), residual)
+    return linear(weights["lm_head"], x)
+
+
+def sampling_probs(logits: list[float], temperature: float) -> list[float]:
+    """softmax(logits / T) on floats, in the scalar rung's order of operations."""
+    inv_t = temperature**-1
+    scaled = [z * inv_t for z in logits]
+    peak = max(scaled)
+    exps = [math.exp(z - peak) for z in scaled]
+    inv_total = sum(exps) ** -1
+    return [e * inv_total for e in exps]
+
+
+class ScalarFastGPT(Rung):
+    """Pure-Python GPT on vector-level nodes; same losses, gradients and samples as `scalar`."""
+
+    name = "scalar_fast"
+    kv_cache = KVCache
+    position_loss = staticmethod(cross_entropy)
+    inference_mode = staticmethod(no_grad)
+
+    def __init__(self, config: GPTConfig, params: Params) -> None:
+        super().__init__(config, params)
+        self.weights = {name: Param([list(row) for row in mat]) for name, mat in params.items()}
+        self.m = {name: [[0.0] * len(row) for row in mat] for name, mat in params.items()}
+        self.v = {name: [[0.0] * len(row) for row in mat] for name, mat in params.items()}
+        self.t = 0
+
+    def loss_graph(self, tokens: Sequence[int]) -> Node:
+        """The document's mean loss as the root of its graph (forward only)."""
+        cfg = self.config
+        n = min(cfg.block_size, len(tokens) - 1)
+        cache = self.kv_cache(cfg.n_layer, cfg.block_size)
+        losses = [
+            self.position_loss(gpt_position(tokens[p], p, cache, self.weights, cfg), tokens[p + 1])
+            for p in range(n)
+        ]
+        return mean(losses)
+
+    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, list[list[float]]]]:
+        self.check_tokens(tokens)
+        for w in self.weights.values():
+            w.zero_grad()
+        root = self.loss_graph(tokens)
+        backward(root)
+        grads = {name: [list(row) for row in w.grad_matrix()] for name, w in self.weights.items()}
+        return root.data, grads
+
+    def train_step(self, tokens: Sequence[int], lr: float) -> float:
+        self.check_tokens(tokens)
+        root = self.loss_graph(tokens)
+        backward(root)
+        self.step(lr)
+        return root.data
+
+    def step(self, lr: float) -> None:
+        """Adam, one list comprehension per row and moment; then the gradients are cleared.
+
+        lr m_hat / (sqrt(v_hat) + eps) is computed as lr m / (a sqrt(v) + b) with
+        a = (1 - beta1^t) / sqrt(1 - beta2^t) and b = (1 - beta1^t) eps: the same update in fewer
+        operations per weight.
+        """
+        self.t += 1
+        c1, c2 = 1 - BETA1, 1 - BETA2
+        bc1 = 1 - BETA1**self.t
+        a, b = bc1 / (1 - BETA2**self.t) ** 0.5, bc1 * EPS
+        for name, w in self.weights.items():
+            data, grad, m, v = w.data, w.grad_matrix(), self.m[name], self.v[name]
+            for i, g_row in enumerate(grad):
+                if any(g_row):
+                    m_row = m[i] = [BETA1 * mi + c1 * g for mi, g in zip(m[i], g_row)]
+                    v_row = v[i] = [BETA2 * vi + c2 * g * g for vi, g in zip(v[i], g_row)]
+                else:  # an unused row (a token or position not in this name): moments only decay
+                    m_row = m[i] = [BETA1 * mi for mi in m[i]]
+                    v_row = v[i] = [BETA2 * vi for vi in v[i]]
+                data[i] = [p - lr * mi / (a * vi**0.5 + b)
+                           for p, mi, vi in zip(data[i], m_row, v_row)]
+            w.invalidate()
+            w.zero_grad()
+
+    def generate(
+        self, n: int, temperature: float = 0.5, seed: int | None = None,
+        rng: random.Random | None = None,
+    ) -> list[list[int]]:
+        rng = sampling_rng(seed, rng)
+        cfg, bos = self.config, self.config.vocab_size - 1
+        token_ids = range(cfg.vocab_size)
+        samples = []
+        with self.inference_mode():
+            for _ in range(n):
+                cache = self.kv_cache(cfg.n_layer, cfg.block_size)
+                token_id, sample = bos, []
+                for pos_id in range(cfg.block_size):
+                    logits = gpt_position(token_id, pos_id, cache, self.weights, cfg).data
+                    probs = sampling_probs(logits, temperature)
+                    token_id = rng.choices(token_ids, weights=probs)[0]
+                    if token_id == bos:
+                        break
+                    sample.append(token_id)
+                samples.append(sample)
+        return samples
+
+    def parameters(self) -> Params:
+        return {name: [list(row) for row in w.data] for name, w in self.weights.items()}
