@@ -35,6 +35,7 @@ from .params import Params, check_params
 # name -> "module:Class", imported on first use by get_rung.
 _REGISTRY: dict[str, str] = {
     "scalar": "microgpt_lib.scalar_gpt:ScalarGPT",
+    "cython": "microgpt_lib.cython_gpt:CythonGPT",
 }
 
 
