@@ -17,10 +17,12 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 
-def compiler_accepts(flags: list[str]) -> bool:
-    """True if the C compiler builds and links an OpenMP program with these flags."""
+def compiler_accepts(flags: list[str], runtime: bool = True) -> bool:
+    """True if the C compiler builds and links a small program with these flags (one that calls
+    the OpenMP runtime when `runtime`)."""
     cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    source = ("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+              if runtime else "int main(void) { return 0; }\n")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "probe.c"
         src.write_text(source)
@@ -46,6 +48,8 @@ if not flag_on("FASTOPS_NO_OPENMP") and compiler_accepts(["-fopenmp"]):
     link_args.append("-fopenmp")
 else:
     print("fastops: building without OpenMP (kernels will use one thread)", file=sys.stderr)
+    if compiler_accepts(["-fopenmp-simd"], runtime=False):
+        compile_args.append("-fopenmp-simd")  # the simd pragmas need no runtime
 
 extensions = [
     Extension(

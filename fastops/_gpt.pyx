@@ -123,17 +123,77 @@ cdef void _blas(int ta, int tb, Py_ssize_t M, Py_ssize_t Nn, Py_ssize_t K, const
 # ----------------------------------------------------------------------------------------------
 # Layers: <layer>_fwd / <layer>_bwd pairs. Backward kernels accumulate weight gradients (+=).
 
-cdef void matmul_fwd(real* out, const real* x, const real* w, real* wt_scratch, Py_ssize_t N,
-                     Py_ssize_t Cin, Py_ssize_t Cout, int nthreads) noexcept nogil:
-    """out (N, Cout) = x (N, Cin) @ w (Cout, Cin)^T. Hand path: transpose w once, then axpys."""
-    cdef Py_ssize_t o, i
+# The forward product needs dot products of contiguous rows, i.e. sums. C (and Cython) must add
+# in the written order, which forbids vector registers; OpenMP's `simd reduction` pragma grants
+# the compiler leave to reorder this one sum (-fopenmp-simd needs no OpenMP runtime). Cython
+# cannot emit a pragma, so these four lines are C, pasted verbatim into the generated file.
+cdef extern from *:
+    """
+    #define FASTOPS_DOT4(T, NAME) \\
+    static inline void NAME(const T* x0, const T* x1, const T* x2, const T* x3, const T* w, \\
+                            Py_ssize_t n, T* out) { \\
+        T s0 = 0, s1 = 0, s2 = 0, s3 = 0; \\
+        _Pragma("omp simd reduction(+:s0,s1,s2,s3)") \\
+        for (Py_ssize_t i = 0; i < n; i++) { \\
+            s0 += x0[i] * w[i]; s1 += x1[i] * w[i]; s2 += x2[i] * w[i]; s3 += x3[i] * w[i]; \\
+        } \\
+        out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3; \\
+    } \\
+    static inline T NAME##_1(const T* x, const T* w, Py_ssize_t n) { \\
+        T s = 0; \\
+        _Pragma("omp simd reduction(+:s)") \\
+        for (Py_ssize_t i = 0; i < n; i++) s += x[i] * w[i]; \\
+        return s; \\
+    }
+    FASTOPS_DOT4(float, fastops_sdot4)
+    FASTOPS_DOT4(double, fastops_ddot4)
+    """
+    void fastops_sdot4(const float*, const float*, const float*, const float*, const float*,
+                       Py_ssize_t, float*) noexcept nogil
+    void fastops_ddot4(const double*, const double*, const double*, const double*,
+                       const double*, Py_ssize_t, double*) noexcept nogil
+    float fastops_sdot4_1(const float*, const float*, Py_ssize_t) noexcept nogil
+    double fastops_ddot4_1(const double*, const double*, Py_ssize_t) noexcept nogil
+
+
+cdef inline void _matmul_fwd_rows(real* out, const real* x, const real* w, Py_ssize_t t0,
+                                  Py_ssize_t t1, Py_ssize_t Cin, Py_ssize_t Cout) noexcept nogil:
+    """Rows t0..t1 of out = x @ w^T: each row of w meets four rows of x in one pass."""
+    cdef Py_ssize_t t = t0, o
+    cdef real acc[4]
+    while t + 4 <= t1:
+        for o in range(Cout):
+            if real is float:
+                fastops_sdot4(x + t * Cin, x + (t + 1) * Cin, x + (t + 2) * Cin,
+                              x + (t + 3) * Cin, w + o * Cin, Cin, acc)
+            else:
+                fastops_ddot4(x + t * Cin, x + (t + 1) * Cin, x + (t + 2) * Cin,
+                              x + (t + 3) * Cin, w + o * Cin, Cin, acc)
+            out[t * Cout + o] = acc[0]
+            out[(t + 1) * Cout + o] = acc[1]
+            out[(t + 2) * Cout + o] = acc[2]
+            out[(t + 3) * Cout + o] = acc[3]
+        t += 4
+    while t < t1:
+        for o in range(Cout):
+            if real is float:
+                out[t * Cout + o] = fastops_sdot4_1(x + t * Cin, w + o * Cin, Cin)
+            else:
+                out[t * Cout + o] = fastops_ddot4_1(x + t * Cin, w + o * Cin, Cin)
+        t += 1
+
+
+cdef void matmul_fwd(real* out, const real* x, const real* w, Py_ssize_t N, Py_ssize_t Cin,
+                     Py_ssize_t Cout, int nthreads) noexcept nogil:
+    """out (N, Cout) = x (N, Cin) @ w (Cout, Cin)^T: BLAS when large enough, else our loops."""
+    cdef Py_ssize_t blk, nblk = (N + 3) // 4
     if _use_blas(out, N, Cin, Cout):
         _blas(NO_TRANS, TRANS, N, Cout, Cin, x, Cin, w, Cin, 0.0, out, Cout)
-        return
-    for o in range(Cout):
-        for i in range(Cin):
-            wt_scratch[i * Cout + o] = w[o * Cin + i]
-    gemm_hand(out, x, Cin, 1, wt_scratch, N, Cin, Cout, False, nthreads)
+    elif nthreads > 1 and N * Cin * Cout >= _parallel_min_flops and nblk > 1:
+        for blk in prange(nblk, num_threads=nthreads, schedule="static"):
+            _matmul_fwd_rows(out, x, w, 4 * blk, min(4 * blk + 4, N), Cin, Cout)
+    else:
+        _matmul_fwd_rows(out, x, w, 0, N, Cin, Cout)
 
 
 cdef void matmul_bwd(real* dx, real* dw, const real* dout, const real* x, const real* w,
@@ -384,7 +444,7 @@ cdef struct Layout:
     Py_ssize_t a_layer0, a_layer_size
     Py_ssize_t resid, ln1, rstd1, q, k, v, att, atty, res_mid, ln2, rstd2, fch, res_out
     # backward scratch
-    Py_ssize_t dres, dln, dq, dk, dv, datty, dfch, dpre, wt, total
+    Py_ssize_t dres, dln, dq, dk, dv, datty, dfch, dpre, total
 
 
 cdef Layout make_layout(Py_ssize_t N, Py_ssize_t B, Py_ssize_t C, Py_ssize_t NH, Py_ssize_t L,
@@ -428,7 +488,6 @@ cdef Layout make_layout(Py_ssize_t N, Py_ssize_t B, Py_ssize_t C, Py_ssize_t NH,
     s.datty = o; o += N * C
     s.dfch = o; o += 4 * N * C
     s.dpre = o; o += B * NH * block
-    s.wt = o; o += max(4 * C * C, V * C)
     s.total = o
     return s
 
@@ -451,19 +510,19 @@ cdef double gpt_fwd(real* p, real* acts, const int64_t* tokens, const int64_t* t
         x = layer_act(acts, s, l, 0)
         nxt = layer_act(acts, s, l + 1, s.resid) if l + 1 < s.L else acts + s.res_out
         rmsnorm_fwd(x + s.ln1, x + s.rstd1, x + s.resid, N, C)
-        matmul_fwd(x + s.q, x + s.ln1, lp, acts + s.wt, N, C, C, nthreads)
-        matmul_fwd(x + s.k, x + s.ln1, lp + C * C, acts + s.wt, N, C, C, nthreads)
-        matmul_fwd(x + s.v, x + s.ln1, lp + 2 * C * C, acts + s.wt, N, C, C, nthreads)
+        matmul_fwd(x + s.q, x + s.ln1, lp, N, C, C, nthreads)
+        matmul_fwd(x + s.k, x + s.ln1, lp + C * C, N, C, C, nthreads)
+        matmul_fwd(x + s.v, x + s.ln1, lp + 2 * C * C, N, C, C, nthreads)
         attention_fwd(x + s.atty, x + s.att, x + s.q, x + s.k, x + s.v, pos, N, C, s.NH,
                       s.NH * s.block, s.block, nthreads)
-        matmul_fwd(x + s.res_mid, x + s.atty, lp + 3 * C * C, acts + s.wt, N, C, C, nthreads)
+        matmul_fwd(x + s.res_mid, x + s.atty, lp + 3 * C * C, N, C, C, nthreads)
         _add_inplace(x + s.res_mid, x + s.resid, N * C)
         rmsnorm_fwd(x + s.ln2, x + s.rstd2, x + s.res_mid, N, C)
-        matmul_fwd(x + s.fch, x + s.ln2, lp + 4 * C * C, acts + s.wt, N, C, 4 * C, nthreads)
+        matmul_fwd(x + s.fch, x + s.ln2, lp + 4 * C * C, N, C, 4 * C, nthreads)
         relu_fwd(x + s.fch, x + s.fch, 4 * N * C)
-        matmul_fwd(nxt, x + s.fch, lp + 8 * C * C, acts + s.wt, N, 4 * C, C, nthreads)
+        matmul_fwd(nxt, x + s.fch, lp + 8 * C * C, N, 4 * C, C, nthreads)
         _add_inplace(nxt, x + s.res_mid, N * C)
-    matmul_fwd(acts + s.logits, acts + s.res_out, p + s.p_lm, acts + s.wt, N, C, s.V, nthreads)
+    matmul_fwd(acts + s.logits, acts + s.res_out, p + s.p_lm, N, C, s.V, nthreads)
     return crossentropy_fwd(acts + s.probs, acts + s.losses, acts + s.logits, targets, N, s.V)
 
 
@@ -769,10 +828,8 @@ def matmul_forward(const real[:, ::1] x, const real[:, ::1] w):
     _need(w.shape[1] == Cin, f"x has {Cin} columns but w is {Cout}x{w.shape[1]}")
     dtype = np.float32 if real is float else np.float64
     out = np.empty((T, Cout), dtype=dtype)
-    wt = np.empty(Cin * Cout, dtype=dtype)
     cdef real[:, ::1] o = out
-    cdef real[::1] s = wt
-    matmul_fwd(&o[0, 0], &x[0, 0], &w[0, 0], &s[0], T, Cin, Cout, 1)
+    matmul_fwd(&o[0, 0], &x[0, 0], &w[0, 0], T, Cin, Cout, 1)
     return out
 
 
