@@ -535,7 +535,7 @@ cdef inline void _add_inplace(real* y, const real* x, Py_ssize_t n) noexcept nog
 cdef void gpt_bwd(real* p, real* g, real* acts, const int64_t* tokens, const int64_t* targets,
                   const int64_t* pos, const int64_t* cu_seqlens, Layout* s,
                   int nthreads) noexcept nogil:
-    """Backward of the mean loss over the N tokens; g (the gradient buffer) is overwritten."""
+    """Backward of the mean loss over the N tokens; adds its gradient into g (+=)."""
     cdef Py_ssize_t l, N = s.N, C = s.C
     cdef real* lp
     cdef real* lg
@@ -544,7 +544,6 @@ cdef void gpt_bwd(real* p, real* g, real* acts, const int64_t* tokens, const int
     cdef real* dln = acts + s.dln
     cdef real* dlogits = acts + s.logits  # the logits are not needed again: reuse their slab
     cdef real* xin
-    memset(g, 0, (s.p_layer0 + s.L * s.p_layer_size) * sizeof(real))
     crossentropy_bwd(dlogits, acts + s.probs, targets, <real>(1.0 / N), N, s.V)
     matmul_bwd(dres, g + s.p_lm, dlogits, acts + s.res_out, p + s.p_lm, N, C, s.V, False,
                nthreads)
@@ -688,7 +687,7 @@ def gpt_loss(real[::1] params, real[::1] grads, real[::1] acts, const int64_t[::
              const int64_t[::1] targets, const int64_t[::1] cu_seqlens, int n_embd, int n_head,
              int n_layer, int vocab_size, int block_size, bint backward=True,
              int num_threads=1) -> float:
-    """Mean cross-entropy of a packed batch; with backward, grads <- its gradient (overwritten).
+    """Mean cross-entropy of a packed batch; with backward, grads += its gradient.
 
     params, grads: (num_params,) flat, FlatParams order; acts: (workspace_size(...),) scratch that
     keeps the caches (logits, probs, att, ...); tokens, targets: (N,) int64; cu_seqlens: (B+1,)
@@ -752,6 +751,7 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     try:
         with nogil:
             loss = gpt_fwd(&params[0], &acts[0], &tokens[0], &targets[0], pos, &s, num_threads)
+            memset(&grads[0], 0, P * sizeof(real))
             gpt_bwd(&params[0], &grads[0], &acts[0], &tokens[0], &targets[0], pos,
                     &cu_seqlens[0], &s, num_threads)
             if clip_norm > 0:

@@ -1,59 +1,77 @@
-"""fastops behind a batched trainer (chapter 5): padded (B, T) batches in, packed C batches out.
+"""fastops behind chapter 4's batched trainer: padded (B, T) batches in, packed C batches out.
 
-The batched trainer of chapter 4 hands its backend right-padded token batches with a mask
-(inputs, targets, mask, each (B, T); a row's real tokens come first). This backend drops the
-padding before C sees it: the real tokens of all rows are packed into one (N,) list with offsets
-(`cu_seqlens`), so every matrix product runs on the N real tokens only, and the loss is the mean
-over them. Weights live in float32 (the default) or float64 flat buffers.
+Chapter 4's trainer (`microgpt_lib.batched.train_batched`) drives a backend with `config`,
+`params` and `grads` (FlatParams), `forward_backward(batch)` (adds the gradient into grads and
+returns the mean loss over the real tokens) and `loss(batch)`; a batch has right-padded `tokens`,
+`targets` and a `mask` (B, T). `CythonBackend` is that backend on fastops. It drops the padding
+before C sees it: the real tokens of all rows are packed into one (N,) list with offsets
+(`cu_seqlens`), so the matrix products run on real tokens only. Its `train_step` goes further:
+forward, backward, clipping and AdamW in one fastops call (what chapter 5's timings measure).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import fastops
 import numpy as np
 
 from .config import GPTConfig
-from .cython_gpt import FastopsModel
+from .cython_gpt import FastopsModel  # first: it explains how to build a missing fastops
+from .flat import FlatParams
 from .optim import BETA1, BETA2, EPS
 from .params import Params
 
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
+Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def padded_batch(sequences: Sequence[Sequence[int]], block_size: int) -> Batch:
-    """(inputs, targets, mask), each (B, T): every token sequence predicts its next tokens,
-    cut to block_size positions and right-padded with zeros (mask False) to the longest."""
+@dataclass
+class PaddedBatch:
+    """B right-padded sequences, as chapter 4's Batch: tokens, targets, mask, each (B, T)."""
+
+    tokens: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def num_tokens(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+def padded_batch(sequences: Sequence[Sequence[int]], block_size: int) -> PaddedBatch:
+    """Every token sequence predicts its next tokens, cut to block_size positions, right-padded
+    with zeros (mask 0) to the longest row."""
     n = [min(block_size, len(s) - 1) for s in sequences]
-    if min(n) < 1:
-        raise ValueError("every sequence needs at least 2 tokens")
-    inputs = np.zeros((len(sequences), max(n)), dtype=np.int64)
-    targets = np.zeros_like(inputs)
-    mask = np.zeros(inputs.shape, dtype=bool)
+    if not n or min(n) < 1:
+        raise ValueError("a batch needs sequences of at least 2 tokens")
+    tokens = np.zeros((len(sequences), max(n)), dtype=np.int64)
+    targets = np.zeros_like(tokens)
+    mask = np.zeros(tokens.shape)
     for row, (seq, length) in enumerate(zip(sequences, n)):
-        inputs[row, :length] = seq[:length]
+        tokens[row, :length] = seq[:length]
         targets[row, :length] = seq[1 : length + 1]
-        mask[row, :length] = True
-    return inputs, targets, mask
+        mask[row, :length] = 1.0
+    return PaddedBatch(tokens, targets, mask)
 
 
-def pack_padded(inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> Batch:
+def pack_padded(batch) -> Packed:
     """Packed (tokens, targets, cu_seqlens) of a right-padded batch; rejects a malformed mask."""
-    inputs, targets, mask = (np.asarray(a) for a in (inputs, targets, mask))
-    if not inputs.shape == targets.shape == mask.shape or inputs.ndim != 2:
-        raise ValueError(f"inputs {inputs.shape}, targets {targets.shape} and mask {mask.shape} "
+    tokens, targets, mask = (np.asarray(a) for a in (batch.tokens, batch.targets, batch.mask))
+    if not tokens.shape == targets.shape == mask.shape or tokens.ndim != 2:
+        raise ValueError(f"tokens {tokens.shape}, targets {targets.shape} and mask {mask.shape} "
                          "must be one (B, T) shape")
-    mask = mask.astype(bool)
-    lengths = mask.sum(axis=1)
-    if not np.array_equal(mask, np.arange(mask.shape[1]) < lengths[:, None]):
-        raise ValueError("each row of the mask must be True for its real tokens, then False")
+    real = mask > 0
+    lengths = real.sum(axis=1)
+    if not np.array_equal(real, np.arange(real.shape[1]) < lengths[:, None]):
+        raise ValueError("each row of the mask must mark its real tokens first, then padding")
     cu = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=cu[1:])
-    return (inputs[mask].astype(np.int64, copy=False), targets[mask].astype(np.int64, copy=False),
-            cu)
+    return (tokens[real].astype(np.int64, copy=False),
+            targets[real].astype(np.int64, copy=False), cu)
 
 
-class CythonBatchedBackend:
-    """A batched trainer's backend on fastops: loss_and_grads / train_step on padded batches."""
+class CythonBackend:
+    """Chapter 4's backend interface on fastops (float32 by default, one or more threads)."""
 
     name = "cython"
 
@@ -61,19 +79,36 @@ class CythonBatchedBackend:
                  num_threads: int = 1) -> None:
         self.config = config
         self.model = FastopsModel(config, params, dtype, num_threads)
+        self.params: FlatParams = self.model.params
+        self.grads: FlatParams = self.model.grads
 
-    def loss_and_grads(self, inputs: np.ndarray, targets: np.ndarray,
-                       mask: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        """Mean loss over the real tokens and its gradient for every matrix (copies)."""
-        loss = self.model.loss(*pack_padded(inputs, targets, mask))
-        return loss, {name: view.copy() for name, view in self.model.grads.views.items()}
+    def forward_backward(self, batch) -> float:
+        """Mean loss over the real tokens; its gradient is added into self.grads."""
+        return self.model.loss(*pack_padded(batch))
 
-    def train_step(self, inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray, lr: float,
-                   betas: tuple[float, float] = (BETA1, BETA2), eps: float = EPS,
-                   weight_decay: float = 0.0, clip_norm: float = 0.0) -> float:
-        """One optimiser step on a padded batch (one fastops call); returns the mean loss."""
-        return self.model.train_step(*pack_padded(inputs, targets, mask), lr, betas, eps,
-                                     weight_decay, clip_norm)
+    def loss(self, batch) -> float:
+        """The same mean loss, forward only."""
+        return self.model.loss(*pack_padded(batch), backward=False)
 
-    def parameters(self) -> Params:
-        return self.model.params.to_params()
+    def train_step(self, batch, lr: float, betas: tuple[float, float] = (BETA1, BETA2),
+                   eps: float = EPS, weight_decay: float = 0.0, clip_norm: float = 0.0) -> float:
+        """Forward, backward, clipping and AdamW on a padded batch in one fastops call."""
+        return self.model.train_step(*pack_padded(batch), lr, betas, eps, weight_decay,
+                                     clip_norm)
+
+
+class FastopsAdam:
+    """An optimiser for chapter 4's trainer (`step(grads, lr)`): Adam as one C loop; grads <- 0."""
+
+    def __init__(self, params: FlatParams, betas: tuple[float, float] = (BETA1, BETA2),
+                 eps: float = EPS, weight_decay: float = 0.0) -> None:
+        self.params, self.betas, self.eps, self.weight_decay = params, betas, eps, weight_decay
+        self.m = np.zeros_like(params.data)
+        self.v = np.zeros_like(params.data)
+        self.t = 0
+
+    def step(self, grads: FlatParams, lr: float) -> None:
+        self.t += 1
+        fastops.adamw_update(self.params.data, grads.data, self.m, self.v, self.t, lr,
+                             *self.betas, self.eps, self.weight_decay)
+        grads.data.fill(0.0)

@@ -62,7 +62,7 @@ class FastopsModel:
 
     def loss(self, tokens: np.ndarray, targets: np.ndarray, cu_seqlens: np.ndarray,
              backward: bool = True) -> float:
-        """Mean loss over the packed tokens; with backward, self.grads holds its gradient."""
+        """Mean loss over the packed tokens; with backward, its gradient is added to self.grads."""
         acts = self._workspace(tokens.shape[0], cu_seqlens.shape[0] - 1)
         return fastops.gpt_loss(self.params.data, self.grads.data, acts, tokens, targets,
                                 cu_seqlens, *self._sizes(), backward, self.num_threads)
@@ -112,6 +112,7 @@ class CythonGPT(Rung):
         return seq[:-1], seq[1:], np.array([0, n], dtype=np.int64)
 
     def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, np.ndarray]]:
+        self.model.grads.data[...] = 0
         loss = self.model.loss(*self._packed(tokens))
         return loss, {name: view.copy() for name, view in self.model.grads.views.items()}
 
