@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import GPTConfig
 from .cython_gpt import FastopsModel
-from .params import init_params
+from .params import INIT_STD, init_params
 from .progress import Progress
 from .text_batches import CharText, char_text, random_windows
 
@@ -41,6 +41,7 @@ class Recipe:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     eval_iters: int = 20
+    init_std: float = 0.02  # nanoGPT's init; residual projections get init_std / sqrt(2 n_layer)
 
 
 def nanogpt_lr(it: int, r: Recipe) -> float:
@@ -86,6 +87,10 @@ def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: 
     text = char_text("tinyshakespeare")
     config = GPTConfig(r.n_embd, r.n_head, r.n_layer, r.block_size, text.vocab_size)
     model = FastopsModel(config, init_params(config, seed=seed), dtype, num_threads)
+    model.params.data *= r.init_std / INIT_STD  # MODEL.md draws N(0, 0.08): rescale
+    for name, view in model.params.views.items():
+        if name.endswith(("attn_wo", "mlp_fc2")):
+            view *= 1 / math.sqrt(2 * r.n_layer)
     rng = np.random.default_rng(seed)
     iters = r.max_iters if iters is None else iters
     run = CharRun(iters=iters, model=model, text=text)
