@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 import numpy as np
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import GPTConfig
+from .packing import padded_batch
 from .data import load_docs
 from .params import init_params
 from .progress import Progress
@@ -201,8 +202,6 @@ def time_batched_training(
 ) -> BatchedThroughput:
     """Tokens per second of `make_backend(config, params, num_threads)`, whose
     `train_step(batch, lr)` does one optimiser step on a padded batch of `batch_size` names."""
-    from .cython_backend import padded_batch
-
     docs, tok = names_corpus()
     config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
     backend = make_backend(config, init_params(config), num_threads)

@@ -10,9 +10,6 @@ forward, backward, clipping and AdamW in one fastops call (what chapter 5's timi
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import fastops
 import numpy as np
 
@@ -20,55 +17,8 @@ from .config import GPTConfig
 from .cython_gpt import FastopsModel  # first: it explains how to build a missing fastops
 from .flat import FlatParams
 from .optim import BETA1, BETA2, EPS
+from .packing import pack_padded
 from .params import Params
-
-Packed = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-@dataclass
-class PaddedBatch:
-    """B right-padded sequences, as chapter 4's Batch: tokens, targets, mask, each (B, T)."""
-
-    tokens: np.ndarray
-    targets: np.ndarray
-    mask: np.ndarray
-
-    @property
-    def num_tokens(self) -> int:
-        return int(np.count_nonzero(self.mask))
-
-
-def padded_batch(sequences: Sequence[Sequence[int]], block_size: int) -> PaddedBatch:
-    """Every token sequence predicts its next tokens, cut to block_size positions, right-padded
-    with zeros (mask 0) to the longest row."""
-    n = [min(block_size, len(s) - 1) for s in sequences]
-    if not n or min(n) < 1:
-        raise ValueError("a batch needs sequences of at least 2 tokens")
-    tokens = np.zeros((len(sequences), max(n)), dtype=np.int64)
-    targets = np.zeros_like(tokens)
-    mask = np.zeros(tokens.shape)
-    for row, (seq, length) in enumerate(zip(sequences, n)):
-        tokens[row, :length] = seq[:length]
-        targets[row, :length] = seq[1 : length + 1]
-        mask[row, :length] = 1.0
-    return PaddedBatch(tokens, targets, mask)
-
-
-def pack_padded(batch) -> Packed:
-    """Packed (tokens, targets, cu_seqlens) of a right-padded batch; rejects a malformed mask."""
-    tokens, targets, mask = (np.asarray(a) for a in (batch.tokens, batch.targets, batch.mask))
-    if not tokens.shape == targets.shape == mask.shape or tokens.ndim != 2:
-        raise ValueError(f"tokens {tokens.shape}, targets {targets.shape} and mask {mask.shape} "
-                         "must be one (B, T) shape")
-    real = mask > 0
-    lengths = real.sum(axis=1)
-    if not np.array_equal(real, np.arange(real.shape[1]) < lengths[:, None]):
-        raise ValueError("each row of the mask must mark its real tokens first, then padding")
-    cu = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=cu[1:])
-    return (tokens[real].astype(np.int64, copy=False),
-            targets[real].astype(np.int64, copy=False), cu)
-
 
 class CythonBackend:
     """Chapter 4's backend interface on fastops (float32 by default, one or more threads)."""

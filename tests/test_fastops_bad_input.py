@@ -4,7 +4,8 @@ import pytest
 
 fastops = pytest.importorskip("fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 from microgpt_lib import GPTConfig, init_params  # noqa: E402
-from microgpt_lib.cython_backend import CythonBackend, padded_batch  # noqa: E402
+from microgpt_lib.cython_backend import CythonBackend  # noqa: E402
+from microgpt_lib.packing import padded_batch  # noqa: E402
 from microgpt_lib.cython_gpt import CythonGPT, FastopsModel  # noqa: E402
 
 CONFIG = GPTConfig(n_embd=8, n_head=2, n_layer=1, block_size=6, vocab_size=5)
