@@ -54,7 +54,7 @@ cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t
     A's element (m, k) is a[m*sam + k*sak] (strides let dW = dout^T @ x reuse this loop); the inner
     loop is an axpy over a contiguous row, which the compiler vectorises without reordering sums.
     """
-    cdef Py_ssize_t m, k, j
+    cdef Py_ssize_t m, k, j, r
     cdef real a0, a1, a2, a3, bj
     cdef real *o0
     cdef real *o1
@@ -80,14 +80,14 @@ cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t
                 o2[j] += a2 * bj
                 o3[j] += a3 * bj
         m += 4
-    while m < m1:
-        o0 = out + m * Nn
+    if m < m1:  # the last 1-3 rows, in one more pass over B
         for k in range(K):
-            a0 = a[m * sam + k * sak]
             brow = b + k * Nn
-            for j in range(Nn):
-                o0[j] += a0 * brow[j]
-        m += 1
+            for r in range(m, m1):
+                o0 = out + r * Nn
+                a0 = a[r * sam + k * sak]
+                for j in range(Nn):
+                    o0[j] += a0 * brow[j]
 
 
 cdef void gemm_hand(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
@@ -156,44 +156,48 @@ cdef extern from *:
     double fastops_ddot4_1(const double*, const double*, Py_ssize_t) noexcept nogil
 
 
-cdef inline void _matmul_fwd_rows(real* out, const real* x, const real* w, Py_ssize_t t0,
-                                  Py_ssize_t t1, Py_ssize_t Cin, Py_ssize_t Cout) noexcept nogil:
-    """Rows t0..t1 of out = x @ w^T: each row of w meets four rows of x in one pass."""
-    cdef Py_ssize_t t = t0, o
+cdef inline void _matmul_fwd_cols(real* out, const real* x, const real* w, Py_ssize_t N,
+                                  Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t Cin,
+                                  Py_ssize_t Cout) noexcept nogil:
+    """Columns o0..o1 of out = x @ w^T. Each row of w is read once, from memory, and meets every
+    row of x (which stays in cache) four rows at a time."""
+    cdef Py_ssize_t t, o
     cdef real acc[4]
-    while t + 4 <= t1:
-        for o in range(Cout):
+    cdef const real* wr
+    for o in range(o0, o1):
+        wr = w + o * Cin
+        t = 0
+        while t + 4 <= N:
             if real is float:
                 fastops_sdot4(x + t * Cin, x + (t + 1) * Cin, x + (t + 2) * Cin,
-                              x + (t + 3) * Cin, w + o * Cin, Cin, acc)
+                              x + (t + 3) * Cin, wr, Cin, acc)
             else:
                 fastops_ddot4(x + t * Cin, x + (t + 1) * Cin, x + (t + 2) * Cin,
-                              x + (t + 3) * Cin, w + o * Cin, Cin, acc)
+                              x + (t + 3) * Cin, wr, Cin, acc)
             out[t * Cout + o] = acc[0]
             out[(t + 1) * Cout + o] = acc[1]
             out[(t + 2) * Cout + o] = acc[2]
             out[(t + 3) * Cout + o] = acc[3]
-        t += 4
-    while t < t1:
-        for o in range(Cout):
+            t += 4
+        while t < N:
             if real is float:
-                out[t * Cout + o] = fastops_sdot4_1(x + t * Cin, w + o * Cin, Cin)
+                out[t * Cout + o] = fastops_sdot4_1(x + t * Cin, wr, Cin)
             else:
-                out[t * Cout + o] = fastops_ddot4_1(x + t * Cin, w + o * Cin, Cin)
-        t += 1
+                out[t * Cout + o] = fastops_ddot4_1(x + t * Cin, wr, Cin)
+            t += 1
 
 
 cdef void matmul_fwd(real* out, const real* x, const real* w, Py_ssize_t N, Py_ssize_t Cin,
                      Py_ssize_t Cout, int nthreads) noexcept nogil:
     """out (N, Cout) = x (N, Cin) @ w (Cout, Cin)^T: BLAS when large enough, else our loops."""
-    cdef Py_ssize_t blk, nblk = (N + 3) // 4
+    cdef Py_ssize_t blk, nblk = (Cout + 15) // 16
     if _use_blas(out, N, Cin, Cout):
         _blas(NO_TRANS, TRANS, N, Cout, Cin, x, Cin, w, Cin, 0.0, out, Cout)
     elif nthreads > 1 and N * Cin * Cout >= _parallel_min_flops and nblk > 1:
         for blk in prange(nblk, num_threads=nthreads, schedule="static"):
-            _matmul_fwd_rows(out, x, w, 4 * blk, min(4 * blk + 4, N), Cin, Cout)
+            _matmul_fwd_cols(out, x, w, N, 16 * blk, min(16 * blk + 16, Cout), Cin, Cout)
     else:
-        _matmul_fwd_rows(out, x, w, 0, N, Cin, Cout)
+        _matmul_fwd_cols(out, x, w, N, 0, Cout, Cin, Cout)
 
 
 cdef void matmul_bwd(real* dx, real* dw, const real* dout, const real* x, const real* w,

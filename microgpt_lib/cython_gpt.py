@@ -41,6 +41,10 @@ class FastopsModel:
         self.t = 0
         self.num_threads = num_threads
         self.workspace = np.zeros(0, dtype=self.dtype)
+        # the float or double specialisation, picked once: skips the fused-type dispatch per call
+        kind = "float" if self.dtype == np.float32 else "double"
+        self._train_step = fastops.train_step[kind]
+        self._gpt_loss = fastops.gpt_loss[kind]
 
     def _sizes(self) -> tuple[int, int, int, int, int]:
         c = self.config
@@ -64,7 +68,7 @@ class FastopsModel:
              backward: bool = True) -> float:
         """Mean loss over the packed tokens; with backward, its gradient is added to self.grads."""
         acts = self._workspace(tokens.shape[0], cu_seqlens.shape[0] - 1)
-        return fastops.gpt_loss(self.params.data, self.grads.data, acts, tokens, targets,
+        return self._gpt_loss(self.params.data, self.grads.data, acts, tokens, targets,
                                 cu_seqlens, *self._sizes(), backward, self.num_threads)
 
     def train_step(self, tokens: np.ndarray, targets: np.ndarray, cu_seqlens: np.ndarray,
@@ -73,7 +77,7 @@ class FastopsModel:
         """Forward, backward and AdamW in one fastops call; returns the mean loss."""
         acts = self._workspace(tokens.shape[0], cu_seqlens.shape[0] - 1)
         self.t += 1
-        return fastops.train_step(
+        return self._train_step(
             self.params.data, self.grads.data, self.m.data, self.v.data, acts, tokens, targets,
             cu_seqlens, *self._sizes(), self.t, lr, betas[0], betas[1], eps, weight_decay,
             clip_norm, self.num_threads)
