@@ -189,10 +189,19 @@ cdef inline void _matmul_fwd_cols(real* out, const real* x, const real* w, Py_ss
 
 cdef void matmul_fwd(real* out, const real* x, const real* w, Py_ssize_t N, Py_ssize_t Cin,
                      Py_ssize_t Cout, int nthreads) noexcept nogil:
-    """out (N, Cout) = x (N, Cin) @ w (Cout, Cin)^T: BLAS when large enough, else our loops."""
-    cdef Py_ssize_t blk, nblk = (Cout + 15) // 16
+    """out (N, Cout) = x (N, Cin) @ w (Cout, Cin)^T: BLAS when large enough, else our loops.
+    With threads, each thread makes its own BLAS call on a slab of rows (BLAS on one thread)."""
+    cdef Py_ssize_t blk, nblk = (Cout + 15) // 16, r0, r1, part
     if _use_blas(out, N, Cin, Cout):
-        _blas(NO_TRANS, TRANS, N, Cout, Cin, x, Cin, w, Cin, 0.0, out, Cout)
+        if nthreads > 1 and N >= 8 * nthreads:
+            part = (N + nthreads - 1) // nthreads
+            for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
+                r0 = blk * part
+                r1 = min(N, r0 + part)
+                _blas(NO_TRANS, TRANS, r1 - r0, Cout, Cin, x + r0 * Cin, Cin, w, Cin, 0.0,
+                      out + r0 * Cout, Cout)
+        else:
+            _blas(NO_TRANS, TRANS, N, Cout, Cin, x, Cin, w, Cin, 0.0, out, Cout)
     elif nthreads > 1 and N * Cin * Cout >= _parallel_min_flops and nblk > 1:
         for blk in prange(nblk, num_threads=nthreads, schedule="static"):
             _matmul_fwd_cols(out, x, w, N, 16 * blk, min(16 * blk + 16, Cout), Cin, Cout)
@@ -203,11 +212,26 @@ cdef void matmul_fwd(real* out, const real* x, const real* w, Py_ssize_t N, Py_s
 cdef void matmul_bwd(real* dx, real* dw, const real* dout, const real* x, const real* w,
                      Py_ssize_t N, Py_ssize_t Cin, Py_ssize_t Cout, bint accumulate_dx,
                      int nthreads) noexcept nogil:
-    """dw (Cout, Cin) += dout^T @ x; dx (N, Cin) (+)= dout (N, Cout) @ w (Cout, Cin)."""
+    """dw (Cout, Cin) += dout^T @ x; dx (N, Cin) (+)= dout (N, Cout) @ w (Cout, Cin).
+    With threads and BLAS, thread b owns a slab of rows of dw and a slab of rows of dx."""
+    cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
+    cdef real beta = 1.0 if accumulate_dx else 0.0
     if _use_blas(dw, N, Cin, Cout):
-        _blas(TRANS, NO_TRANS, Cout, Cin, N, dout, Cout, x, Cin, 1.0, dw, Cin)
-        _blas(NO_TRANS, NO_TRANS, N, Cin, Cout, dout, Cout, w, Cin,
-              1.0 if accumulate_dx else 0.0, dx, Cin)
+        if nthreads > 1 and N >= 8 * nthreads and Cout >= 8 * nthreads:
+            part_n = (N + nthreads - 1) // nthreads
+            part_o = (Cout + nthreads - 1) // nthreads
+            for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
+                o0 = blk * part_o
+                o1 = min(Cout, o0 + part_o)
+                _blas(TRANS, NO_TRANS, o1 - o0, Cin, N, dout + o0, Cout, x, Cin, 1.0,
+                      dw + o0 * Cin, Cin)
+                r0 = blk * part_n
+                r1 = min(N, r0 + part_n)
+                _blas(NO_TRANS, NO_TRANS, r1 - r0, Cin, Cout, dout + r0 * Cout, Cout, w, Cin,
+                      beta, dx + r0 * Cin, Cin)
+        else:
+            _blas(TRANS, NO_TRANS, Cout, Cin, N, dout, Cout, x, Cin, 1.0, dw, Cin)
+            _blas(NO_TRANS, NO_TRANS, N, Cin, Cout, dout, Cout, w, Cin, beta, dx, Cin)
         return
     gemm_hand(dw, dout, 1, Cout, x, Cout, N, Cin, True, nthreads)
     gemm_hand(dx, dout, Cout, 1, w, N, Cout, Cin, accumulate_dx, nthreads)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy
 
-from ._gpt import set_blas
+from ._gpt import set_blas, set_blas_threshold
 
 SYMBOLS = ("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_")
 
@@ -24,8 +24,12 @@ def numpy_openblas() -> Path | None:
     return found[0] if found else None
 
 
-def enable_numpy_blas() -> str | None:
-    """Register NumPy's OpenBLAS dgemm/sgemm with fastops; returns the library path or None."""
+DEFAULT_THRESHOLD = 64**3  # multiply-adds (M*K*N) from which BLAS beats our loops (chapter 5)
+
+
+def enable_numpy_blas(threshold: int = DEFAULT_THRESHOLD) -> str | None:
+    """Register NumPy's OpenBLAS dgemm/sgemm with fastops for products of at least `threshold`
+    multiply-adds; returns the library path, or None (and changes nothing) if not found."""
     path = numpy_openblas()
     if path is None:
         return None
@@ -35,6 +39,7 @@ def enable_numpy_blas() -> str | None:
     except (OSError, AttributeError):
         return None
     set_blas(*addresses)
+    set_blas_threshold(threshold)
     return str(path)
 
 

@@ -117,3 +117,24 @@ def test_fused_train_step_equals_forward_backward_then_fastops_adam(names):
         adam.step(split.grads, 0.01)
         assert loss_a == pytest.approx(loss_b, abs=1e-12)
     assert np.max(np.abs(fused.params.data - split.params.data)) < 1e-12
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_blas_products_match_the_hand_written_loops(names, num_threads):
+    from fastops.blas import disable_blas, enable_numpy_blas
+
+    docs, tok = names
+    config = GPTConfig(n_embd=24, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    params = init_params(config, seed=11)
+    batch = padded_batch(docs[:30], config.block_size)
+    hand = CythonBackend(config, params, np.float64, num_threads)
+    loss_hand = hand.forward_backward(batch)
+    if enable_numpy_blas(threshold=0) is None:
+        pytest.skip("this NumPy does not bundle OpenBLAS")
+    try:
+        blas = CythonBackend(config, params, np.float64, num_threads)
+        loss_blas = blas.forward_backward(batch)
+    finally:
+        disable_blas()
+    assert loss_blas == pytest.approx(loss_hand, abs=1e-12)
+    assert np.max(np.abs(blas.grads.data - hand.grads.data)) < 1e-12
