@@ -26,7 +26,7 @@ except ImportError as err:  # fastops/__init__.py says how to build it
 
 
 class FastopsModel:
-    """Weights, gradients and AdamW state in flat buffers, driven by fastops (float32 or float64)."""
+    """Weights, gradients and AdamW state in flat buffers, driven by fastops (float32/float64)."""
 
     def __init__(self, config: GPTConfig, params: Params, dtype=np.float64,
                  num_threads: int = 1) -> None:
@@ -51,7 +51,7 @@ class FastopsModel:
         return c.n_embd, c.n_head, c.n_layer, c.vocab_size, c.block_size
 
     def pack(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Packed (tokens, targets, cu_seqlens) of token sequences: each predicts its next tokens."""
+        """Packed (tokens, targets, cu_seqlens) of token sequences, each predicting its next."""
         inputs = [np.asarray(s[:-1], dtype=np.int64) for s in sequences]
         targets = [np.asarray(s[1:], dtype=np.int64) for s in sequences]
         cu = np.zeros(len(sequences) + 1, dtype=np.int64)
@@ -136,7 +136,8 @@ class CythonGPT(Rung):
             for _ in range(cfg.block_size):
                 logits = self.model.next_token_logits(context) / temperature
                 probs = np.exp(logits - logits.max())
-                token = rng.choices(range(cfg.vocab_size), weights=(probs / probs.sum()).tolist())[0]
+                weights = (probs / probs.sum()).tolist()
+                token = rng.choices(range(cfg.vocab_size), weights=weights)[0]
                 if token == bos:
                     break
                 sample.append(token)

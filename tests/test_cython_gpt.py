@@ -5,7 +5,8 @@ import pytest
 from microgpt_lib import GPTConfig, get_rung, init_params
 from microgpt_lib.bench import names_corpus
 
-fastops = pytest.importorskip("fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
+fastops = pytest.importorskip(
+    "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 from microgpt_lib.cython_backend import CythonBackend, FastopsAdam  # noqa: E402
 from microgpt_lib.packing import padded_batch  # noqa: E402
 from microgpt_lib.cython_gpt import CythonGPT  # noqa: E402

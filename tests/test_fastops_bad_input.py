@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-fastops = pytest.importorskip("fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
+fastops = pytest.importorskip(
+    "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 from microgpt_lib import GPTConfig, init_params  # noqa: E402
 from microgpt_lib.cython_backend import CythonBackend  # noqa: E402
 from microgpt_lib.packing import padded_batch  # noqa: E402

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-fastops = pytest.importorskip("fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
+fastops = pytest.importorskip(
+    "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 layers = pytest.importorskip(
     "microgpt_lib.layers", reason="chapter 4's microgpt_lib.layers is not merged into this branch")
 
@@ -39,8 +40,8 @@ def test_rmsnorm_and_relu_kernels_match_numpy(T, C, H, Cout, V, dtype):
     out_c, rstd_c = fastops.rmsnorm_forward(x)
     out_n, rstd_n = layers.rmsnorm_forward(x)
     assert close(out_c, out_n, dtype) and close(rstd_c, rstd_n, dtype)
-    assert close(fastops.rmsnorm_backward(dout, x, rstd_c), layers.rmsnorm_backward(dout, x, rstd_n),
-                 dtype)
+    assert close(fastops.rmsnorm_backward(dout, x, rstd_c),
+                 layers.rmsnorm_backward(dout, x, rstd_n), dtype)
     r = fastops.relu_forward(x.ravel())
     assert close(r, layers.relu_forward(x).ravel(), dtype)
     assert close(fastops.relu_backward(dout.ravel(), r),
@@ -63,9 +64,10 @@ def test_attention_kernels_match_numpy(T, C, H, Cout, V, dtype):
 def test_encoder_and_crossentropy_kernels_match_numpy(T, C, H, Cout, V, dtype):
     rng = np.random.default_rng(V)
     tokens = rng.integers(0, V, T).astype(np.int64)
-    wte, wpe = rng.standard_normal((V, C)).astype(dtype), rng.standard_normal((T + 2, C)).astype(dtype)
-    assert close(fastops.encoder_forward(tokens, wte, wpe), layers.encoder_forward(tokens, wte, wpe),
-                 dtype)
+    wte = rng.standard_normal((V, C)).astype(dtype)
+    wpe = rng.standard_normal((T + 2, C)).astype(dtype)
+    assert close(fastops.encoder_forward(tokens, wte, wpe),
+                 layers.encoder_forward(tokens, wte, wpe), dtype)
     dx = rng.standard_normal((T, C)).astype(dtype)
     grads_c = [np.zeros_like(wte), np.zeros_like(wpe)]
     grads_n = [np.zeros_like(wte), np.zeros_like(wpe)]
