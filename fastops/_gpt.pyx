@@ -156,6 +156,14 @@ cdef extern from *:
     double fastops_ddot4_1(const double*, const double*, Py_ssize_t) noexcept nogil
 
 
+cdef inline real _dot(const real* x, const real* y, Py_ssize_t n) noexcept nogil:
+    """x . y with a vectorised (reordered) sum."""
+    if real is float:
+        return fastops_sdot4_1(x, y, n)
+    else:
+        return fastops_ddot4_1(x, y, n)
+
+
 cdef inline void _matmul_fwd_cols(real* out, const real* x, const real* w, Py_ssize_t N,
                                   Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t Cin,
                                   Py_ssize_t Cout) noexcept nogil:
@@ -314,10 +322,7 @@ cdef void _attention_row(real* out, real* att, const real* q, const real* k, con
     cdef real score, mx = -1e30, total = 0, w
     for s in range(L):
         kh = k + (start + s) * C + h * hd
-        score = 0
-        for j in range(hd):
-            score += qh[j] * kh[j]
-        score = score * scale
+        score = _dot(qh, kh, hd) * scale
         att[s] = score
         if score > mx:
             mx = score
@@ -366,6 +371,11 @@ cdef void _attention_bwd_head(real* dq, real* dk, real* dv, real* dpre, const re
     cdef Py_ssize_t n, s, j, L, off = h * hd
     cdef const real* a
     cdef const real* do_n
+    cdef real* dvs
+    cdef real* dks
+    cdef real* dqn
+    cdef const real* ks
+    cdef const real* qn
     cdef real dot, g
     for n in range(start, end):
         L = n - start + 1
@@ -373,17 +383,22 @@ cdef void _attention_bwd_head(real* dq, real* dk, real* dv, real* dpre, const re
         do_n = dout + n * C + off
         dot = 0
         for s in range(L):  # d(att)[s] = dout . v[s];  dv[s] += att[s] * dout
-            g = 0
+            g = _dot(do_n, v + (start + s) * C + off, hd)
+            dvs = dv + (start + s) * C + off
             for j in range(hd):
-                g += do_n[j] * v[(start + s) * C + off + j]
-                dv[(start + s) * C + off + j] += a[s] * do_n[j]
+                dvs[j] += a[s] * do_n[j]
             dpre[s] = g
             dot += a[s] * g
+        dqn = dq + n * C + off
+        qn = q + n * C + off
         for s in range(L):  # softmax backward, then the scaled dot products
             g = a[s] * (dpre[s] - dot) * scale
+            ks = k + (start + s) * C + off
+            dks = dk + (start + s) * C + off
             for j in range(hd):
-                dq[n * C + off + j] += g * k[(start + s) * C + off + j]
-                dk[(start + s) * C + off + j] += g * q[n * C + off + j]
+                dqn[j] += g * ks[j]
+            for j in range(hd):
+                dks[j] += g * qn[j]
 
 
 cdef void attention_bwd(real* dq, real* dk, real* dv, real* dpre, const real* dout,
