@@ -22,6 +22,7 @@ try:
         encoder_backward,
         encoder_forward,
         get_blas_threshold,
+        get_parallel_threshold,
         gpt_loss,
         matmul_backward,
         matmul_forward,
@@ -45,9 +46,10 @@ except ImportError as err:  # the compiled module is missing or stale
     ) from err
 
 __all__ = [
-    "activation_offsets", "adam_update", "adamw_update", "attention_backward", "attention_forward", "encoder_backward",
-    "encoder_forward", "get_blas_threshold", "gpt_loss", "matmul_backward", "matmul_forward",
-    "openmp_enabled", "relu_backward", "relu_forward", "rmsnorm_backward", "rmsnorm_forward",
-    "set_blas_threshold", "set_parallel_threshold", "softmax_crossentropy_backward",
-    "softmax_crossentropy_forward", "train_step", "workspace_size",
+    "activation_offsets", "adam_update", "adamw_update", "attention_backward", "attention_forward",
+    "encoder_backward", "encoder_forward", "get_blas_threshold", "get_parallel_threshold",
+    "gpt_loss", "matmul_backward", "matmul_forward", "openmp_enabled", "relu_backward",
+    "relu_forward", "rmsnorm_backward", "rmsnorm_forward", "set_blas_threshold",
+    "set_parallel_threshold", "softmax_crossentropy_backward", "softmax_crossentropy_forward",
+    "train_step", "workspace_size",
 ]

@@ -39,7 +39,9 @@ cdef enum:
 cdef dgemm_t _dgemm = NULL
 cdef sgemm_t _sgemm = NULL
 cdef int64_t _blas_min_flops = 1 << 62     # BLAS off until set_blas_threshold says otherwise
-cdef int64_t _parallel_min_flops = 1 << 16  # below this much work, threads cost more than they give
+# Below this many multiply-adds a parallel region costs more than it gives: waking a sleeping
+# thread takes microseconds (OMP_WAIT_POLICY=passive), so a region needs ~100 us of work.
+cdef int64_t _parallel_min_flops = 1 << 20
 cdef double RMS_EPS = 1e-5
 
 
@@ -201,7 +203,7 @@ cdef void matmul_fwd(real* out, const real* x, const real* w, Py_ssize_t N, Py_s
     With threads, each thread makes its own BLAS call on a slab of rows (BLAS on one thread)."""
     cdef Py_ssize_t blk, nblk = (Cout + 15) // 16, r0, r1, part
     if _use_blas(out, N, Cin, Cout):
-        if nthreads > 1 and N >= 8 * nthreads:
+        if nthreads > 1 and N >= 8 * nthreads and N * Cin * Cout >= _parallel_min_flops:
             part = (N + nthreads - 1) // nthreads
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
                 r0 = blk * part
@@ -225,7 +227,8 @@ cdef void matmul_bwd(real* dx, real* dw, const real* dout, const real* x, const 
     cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
     cdef real beta = 1.0 if accumulate_dx else 0.0
     if _use_blas(dw, N, Cin, Cout):
-        if nthreads > 1 and N >= 8 * nthreads and Cout >= 8 * nthreads:
+        if (nthreads > 1 and N >= 8 * nthreads and Cout >= 8 * nthreads
+                and N * Cin * Cout >= _parallel_min_flops):
             part_n = (N + nthreads - 1) // nthreads
             part_o = (Cout + nthreads - 1) // nthreads
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
@@ -673,6 +676,11 @@ def set_parallel_threshold(min_flops: int) -> None:
     """Below this many multiply-adds a kernel runs on one thread even when more are allowed."""
     global _parallel_min_flops
     _parallel_min_flops = min_flops
+
+
+def get_parallel_threshold() -> int:
+    """The current threshold (multiply-adds) below which kernels stay on one thread."""
+    return _parallel_min_flops
 
 
 def workspace_size(int n_tokens, int n_seqs, int n_embd, int n_head, int n_layer, int vocab_size,

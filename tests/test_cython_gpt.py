@@ -18,6 +18,15 @@ def names():
     return [tok.encode_doc(d) for d in docs[:40]], tok
 
 
+@pytest.fixture
+def threads_on_any_size():
+    """Let every kernel use its threads however small the work (restored afterwards)."""
+    saved = fastops.get_parallel_threshold()
+    fastops.set_parallel_threshold(0)
+    yield
+    fastops.set_parallel_threshold(saved)
+
+
 def max_grad_diff(g1, g2) -> float:
     return max(float(np.max(np.abs(np.asarray(g1[k]) - np.asarray(g2[k])))) for k in g1)
 
@@ -72,7 +81,8 @@ def test_cython_samples_stay_in_the_vocabulary(names):
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])
-def test_batched_backend_equals_the_token_weighted_mean_of_single_documents(names, num_threads):
+def test_batched_backend_equals_the_token_weighted_mean_of_single_documents(
+        names, num_threads, threads_on_any_size):
     docs, tok = names
     config = GPTConfig(n_embd=20, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
     params = init_params(config, seed=5)
@@ -121,7 +131,7 @@ def test_fused_train_step_equals_forward_backward_then_fastops_adam(names):
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])
-def test_blas_products_match_the_hand_written_loops(names, num_threads):
+def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_on_any_size):
     from fastops.blas import disable_blas, enable_numpy_blas
 
     docs, tok = names
