@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .autograd import topological_order
 from .config import GPTConfig
+from .packing import padded_batch
 from .data import load_docs
 from .gc_tools import GCRecorder
 from .params import init_params
@@ -322,6 +323,53 @@ def run_benchmark(
         bar.update(postfix=f"{rung} {config_name}: {train.median:.3f} ms/step")
     bar.close()
     return results
+
+
+@dataclass
+class BatchedThroughput:
+    """Per-step wall times of a batched backend and the real tokens each step trained on."""
+
+    backend: str
+    config: str
+    batch_size: int
+    num_threads: int
+    times_ms: list[float]
+    tokens: list[int]
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Real (non-padding) tokens per second over the timed steps."""
+        return sum(self.tokens) / (sum(self.times_ms) / 1e3)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
+
+
+def time_batched_training(
+    make_backend, config_name: str, batch_size: int = 32, steps: int = 30, warmup: int = 3,
+    num_threads: int = 1, max_seconds: float = 30.0, lr: float = 0.01,
+) -> BatchedThroughput:
+    """Tokens per second of `make_backend(config, params, num_threads)`, whose
+    `train_step(batch, lr)` does one optimiser step on a padded batch of `batch_size` names."""
+    docs, tok = names_corpus()
+    config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
+    backend = make_backend(config, init_params(config), num_threads)
+    encoded = [tok.encode_doc(d) for d in docs]
+    batches = [padded_batch(encoded[i * batch_size : (i + 1) * batch_size], config.block_size)
+               for i in range(warmup + steps)]
+    for batch in batches[:warmup]:
+        backend.train_step(batch, lr)
+    times, tokens, start = [], [], time.perf_counter()
+    for batch in batches[warmup:]:
+        t0 = time.perf_counter()
+        backend.train_step(batch, lr)
+        times.append((time.perf_counter() - t0) * 1e3)
+        tokens.append(batch.num_tokens)
+        if len(times) >= 3 and time.perf_counter() - start > max_seconds:
+            break
+    name = getattr(backend, "name", type(backend).__name__)
+    return BatchedThroughput(name, config_name, batch_size, num_threads, times, tokens)
 
 
 def format_table(results: list[Measurement], baseline: str = "scalar") -> str:

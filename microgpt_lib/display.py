@@ -10,3 +10,25 @@ def show_source(*objects: object) -> Markdown:
     """The source of functions, classes or modules as one highlighted Python block."""
     code = "\n\n".join(inspect.getsource(obj).rstrip() for obj in objects)
     return Markdown(f"```python\n{code}\n```")
+
+
+def cython_source(path: str, *names: str) -> str:
+    """The top-level functions `names` of a .pyx file, each up to the next top-level statement."""
+    lines = open(path, encoding="utf-8").read().splitlines()
+    blocks = []
+    for name in names:
+        start = next(i for i, line in enumerate(lines)
+                     if line.startswith(("cdef ", "def ", "cpdef ")) and f" {name}(" in line)
+        end = start + 1
+        while end < len(lines) and (not lines[end] or lines[end][0] in " #)"):
+            end += 1
+        while lines[end - 1].strip() == "" or lines[end - 1].startswith("#"):
+            end -= 1
+        blocks.append("\n".join(lines[start:end]))
+    return "\n\n\n".join(blocks)
+
+
+def show_cython(path: str, *names: str) -> Markdown:
+    """Functions of a Cython file (fastops/*.pyx) as one highlighted block: the compiled
+    kernels have no Python source for `show_source` to find."""
+    return Markdown(f"```cython\n{cython_source(path, *names)}\n```")

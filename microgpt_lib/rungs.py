@@ -39,6 +39,7 @@ _REGISTRY: dict[str, str] = {
     "numpy": "microgpt_lib.numpy_gpt:NumpyGPT",
     "numpy_batched": "microgpt_lib.numpy_batched_gpt:NumpyBatchedGPT",
     "fused": "microgpt_lib.fused_gpt:FusedGPT",
+    "cython": "microgpt_lib.cython_gpt:CythonGPT",
 }
 
 

@@ -1,0 +1,110 @@
+"""Chapter 5's capstone: nanoGPT's CPU recipe for tiny Shakespeare, trained with fastops.
+
+nanoGPT's README trains a baby GPT on a CPU with: characters, 4 layers, 4 heads, n_embd 128,
+block 64, batch 12, 2000 iterations, lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4,
+AdamW (betas 0.9, 0.99, weight decay 0.1 on the matrices), gradient clipping at 1.0, no dropout,
+validation loss estimated on 20 random batches. `train_char_gpt` runs that recipe on our GPT
+(MODEL.md's architecture: every weight is a matrix, so all of them are decayed, as nanoGPT
+decays its matrices).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import GPTConfig
+from .cython_gpt import FastopsModel
+from .params import INIT_STD, init_params
+from .progress import Progress
+from .text_batches import CharText, char_text, random_windows
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """nanoGPT's shakespeare_char settings with the README's CPU overrides."""
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    batch_size: int = 12
+    max_iters: int = 2000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int = 2000
+    beta1: float = 0.9
+    beta2: float = 0.99
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_iters: int = 20
+    init_std: float = 0.02  # nanoGPT's init; residual projections get init_std / sqrt(2 n_layer)
+
+
+def nanogpt_lr(it: int, r: Recipe) -> float:
+    """nanoGPT's get_lr: linear warm-up, then cosine decay from learning_rate to min_lr."""
+    if it < r.warmup_iters:
+        return r.learning_rate * (it + 1) / (r.warmup_iters + 1)
+    if it > r.lr_decay_iters:
+        return r.min_lr
+    ratio = (it - r.warmup_iters) / (r.lr_decay_iters - r.warmup_iters)
+    return r.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (r.learning_rate - r.min_lr)
+
+
+def packed_windows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fastops' packed form of (B, T) windows: every row is one full sequence."""
+    b, t = x.shape
+    return x.ravel(), y.ravel(), np.arange(0, b * t + 1, t, dtype=np.int64)
+
+
+def estimate_loss(model: FastopsModel, data: np.ndarray, r: Recipe,
+                  rng: np.random.Generator) -> float:
+    """Mean loss over eval_iters random batches (forward only), as nanoGPT's estimate_loss."""
+    losses = [model.loss(*packed_windows(*random_windows(data, r.batch_size, r.block_size, rng)),
+                         backward=False) for _ in range(r.eval_iters)]
+    return float(np.mean(losses))
+
+
+@dataclass
+class CharRun:
+    """What the capstone produced: losses per iteration, timings, final train/val estimates."""
+
+    losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_loss: float = float("nan")
+    val_loss: float = float("nan")
+    iters: int = 0
+    model: FastopsModel | None = None
+    text: CharText | None = None
+
+
+def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: int = 2,
+                   dtype=np.float32, seed: int = 1337, progress: bool = True) -> CharRun:
+    """Train our GPT on tiny Shakespeare with recipe r (optionally only `iters` iterations)."""
+    text = char_text("tinyshakespeare")
+    config = GPTConfig(r.n_embd, r.n_head, r.n_layer, r.block_size, text.vocab_size)
+    model = FastopsModel(config, init_params(config, seed=seed), dtype, num_threads)
+    model.params.data *= r.init_std / INIT_STD  # MODEL.md draws N(0, 0.08): rescale
+    for name, view in model.params.views.items():
+        if name.endswith(("attn_wo", "mlp_fc2")):
+            view *= 1 / math.sqrt(2 * r.n_layer)
+    rng = np.random.default_rng(seed)
+    iters = r.max_iters if iters is None else iters
+    run = CharRun(iters=iters, model=model, text=text)
+    bar = Progress(iters, desc="shakespeare", enabled=progress)
+    start = time.perf_counter()
+    for it in range(iters):
+        batch = packed_windows(*random_windows(text.train, r.batch_size, r.block_size, rng))
+        loss = model.train_step(*batch, nanogpt_lr(it, r), (r.beta1, r.beta2), 1e-8,
+                                r.weight_decay, r.grad_clip)
+        run.losses.append(loss)
+        bar.update(postfix=f"loss {loss:.3f}")
+    run.train_seconds = time.perf_counter() - start
+    bar.close()
+    eval_rng = np.random.default_rng(seed + 1)
+    run.train_loss = estimate_loss(model, text.train, r, eval_rng)
+    run.val_loss = estimate_loss(model, text.val, r, eval_rng)
+    return run

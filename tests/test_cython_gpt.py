@@ -1,0 +1,151 @@
+"""Rung `cython` against the scalar reference, the batched backend against single documents."""
+import numpy as np
+import pytest
+
+from microgpt_lib import GPTConfig, get_rung, init_params
+from microgpt_lib.bench import names_corpus
+
+fastops = pytest.importorskip(
+    "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
+from microgpt_lib.cython_backend import CythonBackend, FastopsAdam  # noqa: E402
+from microgpt_lib.packing import padded_batch  # noqa: E402
+from microgpt_lib.cython_gpt import CythonGPT  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def names():
+    docs, tok = names_corpus()
+    return [tok.encode_doc(d) for d in docs[:40]], tok
+
+
+@pytest.fixture
+def threads_on_any_size():
+    """Let every kernel use its threads however small the work (restored afterwards)."""
+    saved = fastops.get_parallel_threshold()
+    fastops.set_parallel_threshold(0)
+    yield
+    fastops.set_parallel_threshold(saved)
+
+
+def max_grad_diff(g1, g2) -> float:
+    return max(float(np.max(np.abs(np.asarray(g1[k]) - np.asarray(g2[k])))) for k in g1)
+
+
+def test_cython_matches_scalar_losses_and_gradients_over_20_steps(names):
+    docs, tok = names
+    config = GPTConfig(n_embd=12, n_head=3, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    params = init_params(config, seed=3)
+    scalar, fast = get_rung("scalar")(config, params), get_rung("cython")(config, params)
+    for step, tokens in enumerate(docs[:20]):
+        loss_s, grads_s = scalar.loss_and_grads(tokens)
+        loss_c, grads_c = fast.loss_and_grads(tokens)
+        assert abs(loss_s - loss_c) < 1e-10, step
+        assert max_grad_diff(grads_s, grads_c) < 1e-10, step
+        lr = 0.01 * (1 - step / 20)
+        scalar.step(lr)
+        fast.step(lr)
+    assert max_grad_diff(scalar.parameters(), fast.parameters()) < 1e-10
+
+
+def test_cython_train_step_matches_loss_and_grads_then_step(names):
+    docs, tok = names
+    config = GPTConfig.preset("e16_L1_b8", vocab_size=tok.vocab_size)
+    params = init_params(config)
+    one_call, two_calls = CythonGPT(config, params), CythonGPT(config, params)
+    for tokens in docs[:10]:
+        loss_a = one_call.train_step(tokens, 0.01)
+        loss_b, _ = two_calls.loss_and_grads(tokens)
+        two_calls.step(0.01)
+        assert loss_a == pytest.approx(loss_b, abs=1e-12)
+    assert max_grad_diff(one_call.parameters(), two_calls.parameters()) < 1e-12
+
+
+def test_cython_float32_matches_float64_within_1e_4(names):
+    docs, tok = names
+    config = GPTConfig.preset("e16_L1_b16", vocab_size=tok.vocab_size)
+    params = init_params(config)
+    f64, f32 = CythonGPT(config, params), CythonGPT(config, params, dtype=np.float32)
+    for tokens in docs[:5]:
+        loss64, g64 = f64.loss_and_grads(tokens)
+        loss32, g32 = f32.loss_and_grads(tokens)
+        assert abs(loss64 - loss32) < 1e-4
+        assert max_grad_diff(g64, g32) < 1e-4
+
+
+def test_cython_samples_stay_in_the_vocabulary(names):
+    _, tok = names
+    config = GPTConfig.preset("e16_L1_b8", vocab_size=tok.vocab_size)
+    samples = CythonGPT(config, init_params(config)).generate(5, seed=1)
+    assert len(samples) == 5
+    assert all(0 <= t < tok.bos and len(s) <= config.block_size for s in samples for t in s)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_batched_backend_equals_the_token_weighted_mean_of_single_documents(
+        names, num_threads, threads_on_any_size):
+    docs, tok = names
+    config = GPTConfig(n_embd=20, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    params = init_params(config, seed=5)
+    batch = docs[:7]
+    backend = CythonBackend(config, params, dtype=np.float64, num_threads=num_threads)
+    loss = backend.forward_backward(padded_batch(batch, config.block_size))
+    single = CythonGPT(config, params)
+    counts = [min(config.block_size, len(t) - 1) for t in batch]
+    want_loss, want_grads = 0.0, {k: 0.0 for k in backend.grads.views}
+    for tokens, n in zip(batch, counts):
+        l, g = single.loss_and_grads(tokens)
+        want_loss += l * n / sum(counts)
+        want_grads = {k: want_grads[k] + g[k] * n / sum(counts) for k in g}
+    assert loss == pytest.approx(want_loss, abs=1e-12)
+    assert max_grad_diff(backend.grads.views, want_grads) < 1e-12
+
+
+def test_batched_backend_matches_chapter4_numpy_backend(names):
+    batched = pytest.importorskip(
+        "microgpt_lib.batched", reason="chapter 4's batched trainer is not merged into this branch")
+    docs, tok = names
+    config = GPTConfig(n_embd=20, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    params = init_params(config, seed=7)
+    padded = padded_batch(docs[:9], config.block_size)
+    batch = batched.Batch(padded.tokens, padded.targets, padded.mask)
+    ours = CythonBackend(config, params, dtype=np.float64)
+    theirs = batched.NumpyBackend(config, params, dtype=np.float64)
+    assert ours.forward_backward(batch) == pytest.approx(theirs.forward_backward(batch), abs=1e-12)
+    assert np.max(np.abs(ours.grads.data - theirs.grads.data)) < 1e-12
+    assert ours.loss(batch) == pytest.approx(theirs.loss(batch), abs=1e-12)
+
+
+def test_fused_train_step_equals_forward_backward_then_fastops_adam(names):
+    docs, tok = names
+    config = GPTConfig.preset("e16_L1_b8", vocab_size=tok.vocab_size)
+    params = init_params(config)
+    fused, split = (CythonBackend(config, params, np.float64) for _ in range(2))
+    adam = FastopsAdam(split.params)
+    for i in range(5):
+        batch = padded_batch(docs[4 * i : 4 * i + 4], config.block_size)
+        loss_a = fused.train_step(batch, 0.01)
+        loss_b = split.forward_backward(batch)
+        adam.step(split.grads, 0.01)
+        assert loss_a == pytest.approx(loss_b, abs=1e-12)
+    assert np.max(np.abs(fused.params.data - split.params.data)) < 1e-12
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_on_any_size):
+    from fastops.blas import disable_blas, enable_numpy_blas
+
+    docs, tok = names
+    config = GPTConfig(n_embd=24, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    params = init_params(config, seed=11)
+    batch = padded_batch(docs[:30], config.block_size)
+    hand = CythonBackend(config, params, np.float64, num_threads)
+    loss_hand = hand.forward_backward(batch)
+    if enable_numpy_blas(threshold=0) is None:
+        pytest.skip("this NumPy does not bundle OpenBLAS")
+    try:
+        blas = CythonBackend(config, params, np.float64, num_threads)
+        loss_blas = blas.forward_backward(batch)
+    finally:
+        disable_blas()
+    assert loss_blas == pytest.approx(loss_hand, abs=1e-12)
+    assert np.max(np.abs(blas.grads.data - hand.grads.data)) < 1e-12
