@@ -10,7 +10,34 @@ from __future__ import annotations
 import math
 
 
-class Value:
+class DerivedOps:
+    """Operations defined from +, * and **, shared by `Value` and chapter 3's `Tensor`."""
+
+    __slots__ = ()
+
+    def __neg__(self):
+        return self * -1
+
+    def __radd__(self, other):
+        return self + other
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return other + (-self)
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __truediv__(self, other):
+        return self * other**-1
+
+    def __rtruediv__(self, other):
+        return other * self**-1
+
+
+class Value(DerivedOps):
     """One scalar in the computation graph: its value, its gradient, and how it was made."""
 
     __slots__ = ("data", "grad", "_children", "_local_grads", "_op")
@@ -41,27 +68,6 @@ class Value:
 
     def relu(self):
         return Value(max(0, self.data), (self,), (float(self.data > 0),), "relu")
-
-    def __neg__(self):
-        return self * -1
-
-    def __radd__(self, other):
-        return self + other
-
-    def __sub__(self, other):
-        return self + (-other)
-
-    def __rsub__(self, other):
-        return other + (-self)
-
-    def __rmul__(self, other):
-        return self * other
-
-    def __truediv__(self, other):
-        return self * other**-1
-
-    def __rtruediv__(self, other):
-        return other * self**-1
 
     def __repr__(self) -> str:
         return f"Value(data={self.data:.6g}, grad={self.grad:.6g})"

@@ -18,7 +18,8 @@ from .flat import FlatParams
 from .optim import adam_update_numpy_preallocated
 from .params import Params
 from .rungs import Rung, sampling_rng
-from .tensor import Tensor, cycle_collector_paused, stack
+from .gc_tools import gc_paused
+from .tensor import Tensor, stack
 
 StateDict = dict[str, Tensor]
 DTYPES = (np.float64, np.float32)
@@ -101,7 +102,7 @@ class TensorRung(Rung):
         self.check_tokens(tokens)
         for p in self.state_dict.values():
             p.grad = None
-        with cycle_collector_paused():
+        with gc_paused():  # the graph is acyclic: reference counting frees it
             loss = self.document_loss(tokens)
             loss.backward()
             loss_value = float(loss.data)

@@ -12,11 +12,11 @@ what keeps the graph small enough for NumPy's per-call overhead to pay off.
 """
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
+
+from .autograd import DerivedOps, topological_order
 
 def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum `grad` over the axes that broadcasting added or stretched, back to `shape`."""
@@ -27,7 +27,7 @@ def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad.sum(axis=stretched, keepdims=True) if stretched else grad
 
 
-class Tensor:
+class Tensor(DerivedOps):
     """One array in the computation graph: its value, its gradient, and how it was made."""
 
     __slots__ = ("data", "grad", "_children", "_grad_fns", "_op")
@@ -156,27 +156,6 @@ class Tensor:
                       (lambda g: scale * (g - y * ((g * y).sum(axis=-1, keepdims=True) * inv_n)),),
                       "rmsnorm")
 
-    def __neg__(self):
-        return self * -1
-
-    def __radd__(self, other):
-        return self + other
-
-    def __sub__(self, other):
-        return self + (-other)
-
-    def __rsub__(self, other):
-        return other + (-self)
-
-    def __rmul__(self, other):
-        return self * other
-
-    def __truediv__(self, other):
-        return self * other**-1
-
-    def __rtruediv__(self, other):
-        return other * self**-1
-
     def __repr__(self) -> str:
         return f"Tensor(shape={self.data.shape}, dtype={self.data.dtype}, op={self._op!r})"
 
@@ -195,36 +174,3 @@ def stack(tensors: Sequence[Tensor]) -> Tensor:
     out = np.stack([t.data for t in tensors])
     grad_fns = tuple((lambda g, i=i: g[i]) for i in range(len(tensors)))
     return Tensor(out, tuple(tensors), grad_fns, "stack")
-
-
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Every node `root` depends on, each after all of its children (the order backward reverses).
-
-    Value.backward's `build_topo` is a closure that calls itself: the function and its cell form
-    a reference cycle holding `topo`, hence the whole graph, until the cycle collector runs. A
-    module-level function with explicit arguments leaves no cycle, so the graph dies at once.
-    """
-    topo: list[Tensor] = []
-    _build_topo(root, set(), topo)
-    return topo
-
-
-def _build_topo(v: Tensor, visited: set, topo: list) -> None:
-    if v not in visited:
-        visited.add(v)
-        for child in v._children:
-            _build_topo(child, visited, topo)
-        topo.append(v)
-
-
-@contextmanager
-def cycle_collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while a graph is alive: it is acyclic, so reference counting
-    frees it, and a collection would only walk its thousands of nodes (a pause of milliseconds)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
