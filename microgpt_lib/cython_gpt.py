@@ -8,7 +8,6 @@ lives in `cython_backend.py`.
 """
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +16,8 @@ from .config import GPTConfig
 from .flat import FlatParams
 from .optim import BETA1, BETA2, EPS
 from .params import Params
-from .rungs import Rung, sampling_rng
+from .fused_gpt import softmax_weights
+from .rungs import Rung
 
 try:
     import fastops
@@ -126,24 +126,13 @@ class CythonGPT(Rung):
     def train_step(self, tokens: Sequence[int], lr: float) -> float:
         return self.model.train_step(*self._packed(tokens), lr)
 
-    def generate(self, n: int, temperature: float = 0.5, seed: int | None = None,
-                 rng: random.Random | None = None) -> list[list[int]]:
-        rng = sampling_rng(seed, rng)
-        cfg, bos = self.config, self.config.vocab_size - 1
-        samples = []
-        for _ in range(n):
-            context, sample = [bos], []
-            for _ in range(cfg.block_size):
-                logits = self.model.next_token_logits(context) / temperature
-                probs = np.exp(logits - logits.max())
-                weights = (probs / probs.sum()).tolist()
-                token = rng.choices(range(cfg.vocab_size), weights=weights)[0]
-                if token == bos:
-                    break
-                sample.append(token)
-                context.append(token)
-            samples.append(sample)
-        return samples
+    def start_sample(self) -> list[int]:
+        return []  # the tokens so far: each step runs the forward over the whole prefix
+
+    def next_token_probs(self, state: list[int], token_id: int, pos_id: int,
+                         temperature: float) -> list[float]:
+        state.append(token_id)
+        return softmax_weights(self.model.next_token_logits(state), temperature)
 
     def parameters(self) -> Params:
         return self.model.params.to_params()

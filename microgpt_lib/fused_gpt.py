@@ -8,7 +8,6 @@ update is one pass over the flat buffers (`FlatAdam`), with no temporaries alloc
 """
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +22,7 @@ from .layers import (
 )
 from .optim import BETA1, BETA2, EPS
 from .params import Params
-from .rungs import Rung, sampling_rng
+from .rungs import Rung
 
 
 def qkv_weight(flat: FlatParams, layer: int) -> np.ndarray:
@@ -198,6 +197,13 @@ class FlatAdam:
         g.fill(0.0)
 
 
+def softmax_weights(logits: np.ndarray, temperature: float) -> list[float]:
+    """softmax(logits / temperature) as Python floats, the weights `random.choices` takes."""
+    scaled = logits / temperature
+    probs = np.exp(scaled - scaled.max())
+    return (probs / probs.sum()).tolist()
+
+
 class FusedGPT(Rung):
     """One document per step through gpt_forward / gpt_backward, with FlatAdam."""
 
@@ -235,24 +241,14 @@ class FusedGPT(Rung):
         self.adam.step(self.grads, lr)
         self.grads_are_zero = True
 
-    def generate(
-        self, n: int, temperature: float = 0.5, seed: int | None = None,
-        rng: random.Random | None = None,
-    ) -> list[list[int]]:
-        rng = sampling_rng(seed, rng)
-        cfg, bos = self.config, self.config.vocab_size - 1
-        samples = []
-        for _ in range(n):
-            ids = [bos]
-            while len(ids) <= cfg.block_size:
-                logits = gpt_logits(self.flat, np.asarray(ids, dtype=np.intp))[-1] / temperature
-                probs = np.exp(logits - logits.max())
-                token = rng.choices(range(cfg.vocab_size), weights=(probs / probs.sum()).tolist())[0]
-                if token == bos:
-                    break
-                ids.append(token)
-            samples.append(ids[1:])
-        return samples
+    def start_sample(self) -> list[int]:
+        return []  # the tokens so far: no KV cache, the whole prefix is recomputed
+
+    def next_token_probs(self, state: list[int], token_id: int, pos_id: int,
+                         temperature: float) -> list[float]:
+        state.append(token_id)
+        return softmax_weights(gpt_logits(self.flat, np.asarray(state, dtype=np.intp))[-1],
+                               temperature)
 
     def parameters(self) -> Params:
         return self.flat.to_params()

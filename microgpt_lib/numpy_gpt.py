@@ -7,7 +7,6 @@ gradients and Adam moments in flat buffers (`FlatParams`), Adam, and sampling.
 """
 from __future__ import annotations
 
-import random
 from abc import abstractmethod
 from collections.abc import Sequence
 
@@ -17,7 +16,7 @@ from .config import GPTConfig
 from .flat import FlatParams
 from .optim import adam_update_numpy_preallocated
 from .params import Params
-from .rungs import Rung, sampling_rng
+from .rungs import Rung
 from .gc_tools import gc_paused
 from .tensor import Tensor, stack
 
@@ -126,25 +125,13 @@ class TensorRung(Rung):
             self.weights.data, self.grads.data, self.m.data, self.v.data, self.t, lr, self.adam_work
         )
 
-    def generate(
-        self, n: int, temperature: float = 0.5, seed: int | None = None,
-        rng: random.Random | None = None,
-    ) -> list[list[int]]:
-        rng = sampling_rng(seed, rng)
-        cfg, bos = self.config, self.config.vocab_size - 1
-        samples = []
-        for _ in range(n):
-            keys, values = [[] for _ in range(cfg.n_layer)], [[] for _ in range(cfg.n_layer)]
-            token_id, sample = bos, []
-            for pos_id in range(cfg.block_size):
-                logits = gpt(token_id, pos_id, keys, values, self.state_dict, cfg)
-                probs = (logits / temperature).softmax()
-                token_id = rng.choices(range(cfg.vocab_size), weights=probs.data.tolist())[0]
-                if token_id == bos:
-                    break
-                sample.append(token_id)
-            samples.append(sample)
-        return samples
+    def start_sample(self):
+        return [[] for _ in range(self.config.n_layer)], [[] for _ in range(self.config.n_layer)]
+
+    def next_token_probs(self, state, token_id: int, pos_id: int, temperature: float) -> list[float]:
+        keys, values = state
+        logits = gpt(token_id, pos_id, keys, values, self.state_dict, self.config)
+        return (logits / temperature).softmax().data.tolist()
 
     def parameters(self) -> Params:
         return self.weights.to_params()

@@ -13,7 +13,9 @@ offers exactly this:
   handing the gradients back (this is what the benchmark harness times).
 - `generate(n, temperature, seed=None, rng=None) -> list of token lists`: n samples, each started
   from BOS at position 0 and stopped at BOS or after block_size tokens; draws use `rng.choices`
-  (a `random.Random`), made from `seed` when no `rng` is given.
+  (a `random.Random`), made from `seed` when no `rng` is given. The loop is written once, here;
+  a rung supplies `start_sample()` (fresh per-sample state, e.g. an empty KV cache) and
+  `next_token_probs(state, token_id, pos_id, temperature)`.
 - `parameters() -> params`: the current weights as nested lists of floats.
 
 Two rungs started from the same parameters compute the same losses and gradients (to float
@@ -70,10 +72,33 @@ class Rung(ABC):
         """One Adam update with the gradients of the last loss_and_grads."""
 
     @abstractmethod
+    def start_sample(self) -> Any:
+        """Fresh state for one sample (a KV cache, or the tokens so far)."""
+
+    @abstractmethod
+    def next_token_probs(
+        self, state: Any, token_id: int, pos_id: int, temperature: float
+    ) -> Sequence[float]:
+        """softmax(logits / temperature) for the token after `token_id` at position `pos_id`."""
+
     def generate(
-        self, n: int, temperature: float = 0.5, seed: int | None = None, rng: random.Random | None = None
+        self, n: int, temperature: float = 0.5, seed: int | None = None,
+        rng: random.Random | None = None,
     ) -> list[list[int]]:
         """n samples of token ids (BOS excluded), drawn with `rng` (or a fresh one from `seed`)."""
+        rng = rng if rng is not None else random.Random(seed)
+        bos, token_ids = self.config.vocab_size - 1, range(self.config.vocab_size)
+        samples = []
+        for _ in range(n):
+            state, token_id, sample = self.start_sample(), bos, []
+            for pos_id in range(self.config.block_size):
+                probs = self.next_token_probs(state, token_id, pos_id, temperature)
+                token_id = rng.choices(token_ids, weights=probs)[0]
+                if token_id == bos:
+                    break
+                sample.append(token_id)
+            samples.append(sample)
+        return samples
 
     @abstractmethod
     def parameters(self) -> Params:
@@ -97,8 +122,3 @@ def get_rung(name: str) -> type[Rung]:
         raise ValueError(f"unknown rung {name!r}; known rungs: {', '.join(_REGISTRY)}")
     module_name, class_name = _REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
-
-
-def sampling_rng(seed: int | None, rng: random.Random | None) -> random.Random:
-    """The generator a rung samples with: `rng` if given, else a new one seeded with `seed`."""
-    return rng if rng is not None else random.Random(seed)

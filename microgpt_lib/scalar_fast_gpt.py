@@ -9,13 +9,12 @@ no graph at all and samples from a float softmax.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 
 from .config import GPTConfig
 from .optim import BETA1, BETA2, EPS
 from .params import Params
-from .rungs import Rung, sampling_rng
+from .rungs import Rung
 from .vector_autograd import (
     Node, Param, add_vectors, attention, backward, cross_entropy, embed, linear, mean, no_grad,
     relu, rmsnorm,
@@ -136,27 +135,14 @@ class ScalarFastGPT(Rung):
             w.invalidate()
             w.zero_grad()
 
-    def generate(
-        self, n: int, temperature: float = 0.5, seed: int | None = None,
-        rng: random.Random | None = None,
-    ) -> list[list[int]]:
-        rng = sampling_rng(seed, rng)
-        cfg, bos = self.config, self.config.vocab_size - 1
-        token_ids = range(cfg.vocab_size)
-        samples = []
+    def start_sample(self) -> KVCache:
+        return self.kv_cache(self.config.n_layer, self.config.block_size)
+
+    def next_token_probs(self, state: KVCache, token_id: int, pos_id: int,
+                         temperature: float) -> list[float]:
         with self.inference_mode():
-            for _ in range(n):
-                cache = self.kv_cache(cfg.n_layer, cfg.block_size)
-                token_id, sample = bos, []
-                for pos_id in range(cfg.block_size):
-                    logits = gpt_position(token_id, pos_id, cache, self.weights, cfg).data
-                    probs = sampling_probs(logits, temperature)
-                    token_id = rng.choices(token_ids, weights=probs)[0]
-                    if token_id == bos:
-                        break
-                    sample.append(token_id)
-                samples.append(sample)
-        return samples
+            logits = gpt_position(token_id, pos_id, state, self.weights, self.config).data
+        return sampling_probs(logits, temperature)
 
     def parameters(self) -> Params:
         return {name: [list(row) for row in w.data] for name, w in self.weights.items()}

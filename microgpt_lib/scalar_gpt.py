@@ -5,14 +5,13 @@ every other rung is tested against: run with Karpathy's RNG order it reproduces 
 """
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from .autograd import Value
 from .config import GPTConfig
 from .optim import BETA1, BETA2, EPS
 from .params import Params
-from .rungs import Rung, sampling_rng
+from .rungs import Rung
 
 StateDict = dict[str, list[list[Value]]]
 
@@ -141,24 +140,13 @@ class ScalarGPT(Rung):
             p.data -= lr * m_hat / (v_hat**0.5 + EPS)
             p.grad = 0
 
-    def generate(
-        self, n: int, temperature: float = 0.5, seed: int | None = None, rng: random.Random | None = None
-    ) -> list[list[int]]:
-        rng = sampling_rng(seed, rng)
-        cfg, bos = self.config, self.config.vocab_size - 1
-        samples = []
-        for _ in range(n):
-            keys, values = [[] for _ in range(cfg.n_layer)], [[] for _ in range(cfg.n_layer)]
-            token_id, sample = bos, []
-            for pos_id in range(cfg.block_size):
-                logits = gpt(token_id, pos_id, keys, values, self.state_dict, cfg)
-                probs = softmax([logit / temperature for logit in logits])
-                token_id = rng.choices(range(cfg.vocab_size), weights=[p.data for p in probs])[0]
-                if token_id == bos:
-                    break
-                sample.append(token_id)
-            samples.append(sample)
-        return samples
+    def start_sample(self):
+        return [[] for _ in range(self.config.n_layer)], [[] for _ in range(self.config.n_layer)]
+
+    def next_token_probs(self, state, token_id: int, pos_id: int, temperature: float) -> list[float]:
+        keys, values = state
+        logits = gpt(token_id, pos_id, keys, values, self.state_dict, self.config)
+        return [p.data for p in softmax([logit / temperature for logit in logits])]
 
     def parameters(self) -> Params:
         return {name: [[w.data for w in row] for row in mat] for name, mat in self.state_dict.items()}
