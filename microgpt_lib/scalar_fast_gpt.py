@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from math import sqrt
 
 from .config import GPTConfig
 from .optim import BETA1, BETA2, EPS
@@ -113,25 +114,26 @@ class ScalarFastGPT(Rung):
     def step(self, lr: float) -> None:
         """Adam, one list comprehension per row and moment; then the gradients are cleared.
 
-        lr m_hat / (sqrt(v_hat) + eps) is computed as lr m / (a sqrt(v) + b) with
-        a = (1 - beta1^t) / sqrt(1 - beta2^t) and b = (1 - beta1^t) eps: the same update in fewer
-        operations per weight.
+        lr m_hat / (sqrt(v_hat) + eps) is computed as m / (a sqrt(v) + b) with
+        a = (1 - beta1^t) / (lr sqrt(1 - beta2^t)) and b = (1 - beta1^t) eps / lr: the same update
+        with one division and no multiplication by lr per weight, its constants computed once per
+        step; math.sqrt is a direct C call where `v**0.5` goes through the general power.
         """
         self.t += 1
         c1, c2 = 1 - BETA1, 1 - BETA2
         bc1 = 1 - BETA1**self.t
-        a, b = bc1 / (1 - BETA2**self.t) ** 0.5, bc1 * EPS
+        a, b = bc1 / (lr * (1 - BETA2**self.t) ** 0.5), bc1 * EPS / lr
+        b1, b2 = BETA1, BETA2
         for name, w in self.weights.items():
             data, grad, m, v = w.data, w.grad_matrix(), self.m[name], self.v[name]
             for i, g_row in enumerate(grad):
                 if any(g_row):
-                    m_row = m[i] = [BETA1 * mi + c1 * g for mi, g in zip(m[i], g_row)]
-                    v_row = v[i] = [BETA2 * vi + c2 * g * g for vi, g in zip(v[i], g_row)]
+                    m_row = m[i] = [b1 * mi + c1 * g for mi, g in zip(m[i], g_row)]
+                    v_row = v[i] = [b2 * vi + c2 * g * g for vi, g in zip(v[i], g_row)]
                 else:  # an unused row (a token or position not in this name): moments only decay
-                    m_row = m[i] = [BETA1 * mi for mi in m[i]]
-                    v_row = v[i] = [BETA2 * vi for vi in v[i]]
-                data[i] = [p - lr * mi / (a * vi**0.5 + b)
-                           for p, mi, vi in zip(data[i], m_row, v_row)]
+                    m_row = m[i] = [b1 * mi for mi in m[i]]
+                    v_row = v[i] = [b2 * vi for vi in v[i]]
+                data[i] = [p - mi / (a * sqrt(vi) + b) for p, mi, vi in zip(data[i], m_row, v_row)]
             w.invalidate()
             w.zero_grad()
 

@@ -226,9 +226,12 @@ def attention_forward(
     """q (C,), keys/values T x (C,) -> out (C,) and the softmax weights, n_head x (T,).
 
     Per head h (columns hs:hs+d): a_t = softmax_t(q_h . k_t,h / sqrt(d)), out_h = sum_t a_t v_t,h.
+    out_h is computed channel by channel, out_j = dot(a, column j of the values) (T terms), so a
+    position costs C dot products rather than n_head * T small list comprehensions.
     """
     head_dim = len(q) // n_head
     inv_sqrt_d = 1 / head_dim**0.5
+    value_columns = list(zip(*values))
     out, weights = [], []
     for hs in range(0, len(q), head_dim):
         q_h = q[hs : hs + head_dim]
@@ -237,10 +240,7 @@ def attention_forward(
         exps = [math.exp(z - peak) for z in logits]
         total = sum(exps)
         a = [e / total for e in exps]
-        out_h = [0.0] * head_dim
-        for a_t, v in zip(a, values):
-            out_h = [o + a_t * vj for o, vj in zip(out_h, v[hs : hs + head_dim])]
-        out.extend(out_h)
+        out.extend([sum(map(mul, a, col)) for col in value_columns[hs : hs + head_dim]])
         weights.append(a)
     return out, weights
 
@@ -257,6 +257,7 @@ def attention_backward(
     """
     head_dim = len(q) // n_head
     inv_sqrt_d = 1 / head_dim**0.5
+    key_columns = list(zip(*keys))
     dq = []
     dkeys = [[] for _ in keys]
     dvalues = [[] for _ in values]
@@ -266,13 +267,10 @@ def attention_backward(
         da = [sum(map(mul, do_h, v[hs:he])) for v in values]
         dot = sum(map(mul, a, da))
         dz = [a_t * (da_t - dot) * inv_sqrt_d for a_t, da_t in zip(a, da)]
-        dq_h = [0.0] * head_dim
-        for t, k in enumerate(keys):
-            dz_t, a_t = dz[t], a[t]
-            dq_h = [g + dz_t * kj for g, kj in zip(dq_h, k[hs:he])]
-            dkeys[t].extend([dz_t * qj for qj in q_h])
-            dvalues[t].extend([a_t * dj for dj in do_h])
-        dq.extend(dq_h)
+        dq.extend([sum(map(mul, dz, col)) for col in key_columns[hs:he]])  # as out_j forward
+        for dk, dv, dz_t, a_t in zip(dkeys, dvalues, dz, a):
+            dk.extend([dz_t * qj for qj in q_h])
+            dv.extend([a_t * dj for dj in do_h])
     return dq, dkeys, dvalues
 
 

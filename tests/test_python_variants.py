@@ -141,3 +141,17 @@ def test_bench_cli_interleaved(capsys):
     table = capsys.readouterr().out
     assert "prealloc_kv_cache" in table and "infer" in table
     assert [line.split()[5] for line in table.splitlines()[1:]] == ["6", "2", "6", "2"]
+
+
+def test_scalar_fast_sections_train_the_model_and_time_every_phase(encoded):
+    from microgpt_lib.profiling import scalar_fast_step_sections
+
+    config = GPTConfig.preset("e16_L1_b8")
+    fast, ref = (get_rung(r)(config, init_params(config, seed=2)) for r in ("scalar_fast", "scalar"))
+    sections = scalar_fast_step_sections(fast, encoded[:2])
+    assert set(sections) == {"forward", "backward", "adam", "matrix arithmetic"}
+    assert all(ms > 0 for ms in sections.values())
+    for tokens in encoded[:2]:  # timing the arithmetic on its own leaves the training untouched
+        ref.train_step(tokens, 0.01)
+    assert max(abs(a - b) for name, m in ref.parameters().items()
+               for ra, rb in zip(m, fast.parameters()[name]) for a, b in zip(ra, rb)) < 1e-12
