@@ -13,7 +13,7 @@ its gemm has been registered (`set_blas`) and the product is large enough (`set_
 The `def` functions at the end check their inputs and raise ValueError: nothing reaches C unchecked.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, log, sqrt
+from libc.math cimport exp, expf, log, sqrt, sqrtf
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -571,22 +571,40 @@ cdef void crossentropy_bwd(real* dlogits, const real* probs, const int64_t* targ
         dlogits[n * V + targets[n]] -= dloss
 
 
-cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n, int t,
-                double lr, double beta1, double beta2, double eps, double weight_decay,
-                double grad_scale) noexcept nogil:
-    """AdamW as PyTorch does it: p *= 1 - lr*wd; p -= lr * m_hat / (sqrt(v_hat) + eps).
-    grad_scale multiplies every gradient first (gradient clipping). The bias corrections are
-    folded into two constants so the loop is one sqrt and one division per parameter."""
+cdef void _adamw_range(real* params, const real* grads, real* m, real* v, Py_ssize_t i0,
+                       Py_ssize_t i1, real b1, real b2, real gs, real step, real inv_sqrt_c2,
+                       real e, real decay) noexcept nogil:
+    """AdamW on elements i0..i1-1 (constants precomputed by adamw)."""
     cdef Py_ssize_t i
-    cdef real g, b1 = beta1, b2 = beta2, gs = grad_scale
-    cdef real step = lr / (1.0 - beta1 ** t)              # lr / c1
-    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)   # sqrt(v_hat) = sqrt(v) / sqrt(c2)
-    cdef real e = eps, decay = 1.0 - lr * weight_decay
-    for i in range(n):
+    cdef real g
+    for i in range(i0, i1):
         g = grads[i] * gs
         m[i] = b1 * m[i] + (1 - b1) * g
         v[i] = b2 * v[i] + (1 - b2) * g * g
-        params[i] = params[i] * decay - step * m[i] / (sqrt(v[i]) * inv_sqrt_c2 + e)
+        if real is float:
+            params[i] = params[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_sqrt_c2 + e)
+        else:
+            params[i] = params[i] * decay - step * m[i] / (sqrt(v[i]) * inv_sqrt_c2 + e)
+
+
+cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n, int t,
+                double lr, double beta1, double beta2, double eps, double weight_decay,
+                double grad_scale, int nthreads) noexcept nogil:
+    """AdamW as PyTorch does it: p *= 1 - lr*wd; p -= lr * m_hat / (sqrt(v_hat) + eps).
+    grad_scale multiplies every gradient first (gradient clipping). The bias corrections are
+    folded into two constants so the loop is one sqrt and one division per parameter. With
+    threads, each takes one contiguous slab of the buffers."""
+    cdef Py_ssize_t c, part = (n + nthreads - 1) // nthreads
+    cdef real step = lr / (1.0 - beta1 ** t)              # lr / c1
+    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)   # sqrt(v_hat) = sqrt(v) / sqrt(c2)
+    cdef real decay = 1.0 - lr * weight_decay
+    if nthreads > 1 and n >= _parallel_min_flops // 16:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            _adamw_range(params, grads, m, v, c * part, min(n, c * part + part), beta1, beta2,
+                         grad_scale, step, inv_sqrt_c2, eps, decay)
+    else:
+        _adamw_range(params, grads, m, v, 0, n, beta1, beta2, grad_scale, step, inv_sqrt_c2,
+                     eps, decay)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -738,11 +756,16 @@ cdef void gpt_bwd(real* p, real* g, real* acts, const int64_t* tokens, const int
     encoder_bwd(g + s.p_wte, g + s.p_wpe, dln, tokens, pos, N, C)
 
 
-cdef double grad_norm(const real* g, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
+cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
+    """Euclidean norm of g: vectorised sums over chunks of 4096, the chunks added in double."""
+    cdef Py_ssize_t c, nchunk = (n + 4095) // 4096
     cdef double ss = 0.0
-    for i in range(n):
-        ss += g[i] * g[i]
+    if nthreads > 1 and n >= _parallel_min_flops // 16:
+        for c in prange(nchunk, num_threads=nthreads, schedule="static"):
+            ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
+    else:
+        for c in range(nchunk):
+            ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
     return sqrt(ss)
 
 
@@ -897,11 +920,11 @@ def adamw_update(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, in
         raise ValueError(f"adamw_update: step count t starts at 1, got {t}")
     cdef double norm, scale = 1.0
     with nogil:
-        norm = grad_norm(&grads[0], n)
+        norm = grad_norm(&grads[0], n, 1)
         if clip_norm > 0 and norm > clip_norm:
             scale = clip_norm / (norm + 1e-6)
         adamw(&params[0], &grads[0], &m[0], &v[0], n, t, lr, beta1, beta2, eps, weight_decay,
-              scale)
+              scale, 1)
     return norm
 
 
@@ -929,11 +952,11 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
             gpt_bwd(&params[0], &grads[0], &acts[0], &tokens[0], &targets[0], pos,
                     &cu_seqlens[0], &s, num_threads)
             if clip_norm > 0:
-                norm = grad_norm(&grads[0], P)
+                norm = grad_norm(&grads[0], P, num_threads)
                 if norm > clip_norm:
                     scale = clip_norm / (norm + 1e-6)
             adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
-                  weight_decay, scale)
+                  weight_decay, scale, num_threads)
     finally:
         free(pos)
     return loss / s.N
