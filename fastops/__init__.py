@@ -31,6 +31,7 @@ try:
         relu_forward,
         rmsnorm_backward,
         rmsnorm_forward,
+        set_attention_blas_threshold,
         set_blas_threshold,
         set_parallel_threshold,
         softmax_crossentropy_backward,
@@ -49,7 +50,7 @@ __all__ = [
     "activation_offsets", "adam_update", "adamw_update", "attention_backward", "attention_forward",
     "encoder_backward", "encoder_forward", "get_blas_threshold", "get_parallel_threshold",
     "gpt_loss", "matmul_backward", "matmul_forward", "openmp_enabled", "relu_backward",
-    "relu_forward", "rmsnorm_backward", "rmsnorm_forward", "set_blas_threshold",
-    "set_parallel_threshold", "softmax_crossentropy_backward", "softmax_crossentropy_forward",
+    "relu_forward", "rmsnorm_backward", "rmsnorm_forward", "set_attention_blas_threshold",
+    "set_blas_threshold", "set_parallel_threshold", "softmax_crossentropy_backward", "softmax_crossentropy_forward",
     "train_step", "workspace_size",
 ]

@@ -13,7 +13,7 @@ its gemm has been registered (`set_blas`) and the product is large enough (`set_
 The `def` functions at the end check their inputs and raise ValueError: nothing reaches C unchecked.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, log, sqrt
+from libc.math cimport exp, expf, log, sqrt, sqrtf
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -39,6 +39,7 @@ cdef enum:
 cdef dgemm_t _dgemm = NULL
 cdef sgemm_t _sgemm = NULL
 cdef int64_t _blas_min_flops = 1 << 62     # BLAS off until set_blas_threshold says otherwise
+cdef int64_t _attn_blas_min_flops = 1 << 62  # the same for attention's per-(sequence, head) T*T*hd
 # Below this many multiply-adds a parallel region costs more than it gives: waking a sleeping
 # thread takes microseconds (OMP_WAIT_POLICY=passive), so a region needs ~100 us of work.
 cdef int64_t _parallel_min_flops = 1 << 20
@@ -342,16 +343,107 @@ cdef void _attention_row(real* out, real* att, const real* q, const real* k, con
             oh[j] += w * kh[j]
 
 
+# Attention of one (sequence, head) as four small matrix products (BLAS): with T = 64 the
+# products are large enough for BLAS' vector kernels, whose width our portable loops lack.
+# Full T x T products do twice the causal work but run several times faster than the loops.
+
+cdef inline bint _attn_blas(const real* x, const int64_t* cu_seqlens, Py_ssize_t B,
+                            Py_ssize_t hd) noexcept nogil:
+    """True when the longest sequence's T*T*hd reaches the attention BLAS threshold (forward and
+    backward must agree: the BLAS backward reads the zeros its forward writes above the diagonal)."""
+    cdef Py_ssize_t b, T = 0
+    for b in range(B):
+        T = max(T, cu_seqlens[b + 1] - cu_seqlens[b])
+    if real is float:
+        return _sgemm != NULL and T * T * hd >= _attn_blas_min_flops
+    else:
+        return _dgemm != NULL and T * T * hd >= _attn_blas_min_flops
+
+
+cdef void _attention_fwd_head_blas(real* out, real* att, const real* q, const real* k,
+                                   const real* v, Py_ssize_t start, Py_ssize_t T, Py_ssize_t h,
+                                   Py_ssize_t C, Py_ssize_t hd, Py_ssize_t att_sn,
+                                   real scale) noexcept nogil:
+    """One head over tokens start..start+T-1: att (T, T; row stride att_sn) = causal softmax of
+    scale * q_h k_h^T (zeros above the diagonal), out_h (T, hd) = att @ v_h."""
+    cdef Py_ssize_t n, s, off = start * C + h * hd
+    cdef real mx, total
+    cdef real* row
+    _blas(NO_TRANS, TRANS, T, T, hd, q + off, C, k + off, C, 0.0, att, att_sn)
+    for n in range(T):
+        row = att + n * att_sn
+        mx = row[0]
+        for s in range(1, n + 1):
+            if row[s] > mx:
+                mx = row[s]
+        total = 0
+        for s in range(n + 1):
+            if real is float:
+                row[s] = expf((row[s] - mx) * scale)
+            else:
+                row[s] = exp((row[s] - mx) * scale)
+            total += row[s]
+        total = 1 / total
+        for s in range(n + 1):
+            row[s] *= total
+        for s in range(n + 1, T):
+            row[s] = 0
+    _blas(NO_TRANS, NO_TRANS, T, hd, T, att, att_sn, v + off, C, 0.0, out + off, C)
+
+
+cdef void _attention_bwd_head_blas(real* dq, real* dk, real* dv, real* dp, const real* dout,
+                                   const real* q, const real* k, const real* v, const real* att,
+                                   Py_ssize_t start, Py_ssize_t T, Py_ssize_t h, Py_ssize_t C,
+                                   Py_ssize_t hd, Py_ssize_t att_sn, real scale) noexcept nogil:
+    """Backward of _attention_fwd_head_blas; dp is (T, T) scratch. dq, dk, dv += (T, hd)."""
+    cdef Py_ssize_t n, s, off = start * C + h * hd
+    cdef const real* a
+    cdef real* row
+    cdef real dot
+    _blas(TRANS, NO_TRANS, T, hd, T, att, att_sn, dout + off, C, 1.0, dv + off, C)
+    _blas(NO_TRANS, TRANS, T, T, hd, dout + off, C, v + off, C, 0.0, dp, T)
+    for n in range(T):  # softmax backward, row by row; zeros above the diagonal
+        a = att + n * att_sn
+        row = dp + n * T
+        dot = 0
+        for s in range(n + 1):
+            dot += a[s] * row[s]
+        for s in range(n + 1):
+            row[s] = a[s] * (row[s] - dot) * scale
+        for s in range(n + 1, T):
+            row[s] = 0
+    _blas(NO_TRANS, NO_TRANS, T, hd, T, dp, T, k + off, C, 1.0, dq + off, C)
+    _blas(TRANS, NO_TRANS, T, hd, T, dp, T, q + off, C, 1.0, dk + off, C)
+
+
 cdef void attention_fwd(real* out, real* att, const real* q, const real* k, const real* v,
-                        const int64_t* pos, Py_ssize_t N, Py_ssize_t C, Py_ssize_t NH,
-                        Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
+                        const int64_t* pos, const int64_t* cu_seqlens, Py_ssize_t B,
+                        Py_ssize_t N, Py_ssize_t C, Py_ssize_t NH, Py_ssize_t att_sn,
+                        Py_ssize_t att_sh, int nthreads) noexcept nogil:
     """Causal multi-head attention within each packed sequence.
 
-    q, k, v, out: (N, C); token n attends to positions n - pos[n] .. n. att keeps the softmax
-    weights: token n, head h, key s at att[n*att_sn + h*att_sh + s].
+    q, k, v, out: (N, C); token n attends to positions n - pos[n] .. n (sequence b holds tokens
+    cu_seqlens[b] .. cu_seqlens[b+1]-1). att keeps the softmax weights: token n, head h, key s
+    at att[n*att_sn + h*att_sh + s]. Long sequences go to BLAS, one task per (sequence, head).
     """
-    cdef Py_ssize_t n, h, task, hd = C // NH
+    cdef Py_ssize_t n, h, b, task, t0, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
+    if _attn_blas(q, cu_seqlens, B, hd):
+        if nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
+            for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_fwd_head_blas(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        else:
+            for task in range(B * NH):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_fwd_head_blas(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        return
     if nthreads > 1 and N * N * C >= _parallel_min_flops:
         for task in prange(N * NH, num_threads=nthreads, schedule="static"):
             n = task // NH
@@ -410,10 +502,28 @@ cdef void attention_bwd(real* dq, real* dk, real* dv, real* dpre, const real* do
                         Py_ssize_t block, Py_ssize_t att_sn, Py_ssize_t att_sh,
                         int nthreads) noexcept nogil:
     """dq, dk, dv (N, C) += gradients through attention; one task per (sequence, head), each with
-    its own (block,) row of dpre scratch, so no two threads write the same element."""
-    cdef Py_ssize_t task, b, h, hd = C // NH
+    its own (block, block) slab of dpre scratch, so no two threads write the same element."""
+    cdef Py_ssize_t task, b, h, t0, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
     cdef Py_ssize_t N = cu_seqlens[B]
+    if _attn_blas(q, cu_seqlens, B, hd):  # dpre holds a (block, block) scratch per task
+        if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+            for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_bwd_head_blas(dq, dk, dv, dpre + task * block * block, dout, q, k,
+                                         v, att + t0 * att_sn + h * att_sh, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        else:
+            for task in range(B * NH):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_bwd_head_blas(dq, dk, dv, dpre, dout, q, k, v,
+                                         att + t0 * att_sn + h * att_sh, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        return
     if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
         for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
             b = task // NH
@@ -461,22 +571,40 @@ cdef void crossentropy_bwd(real* dlogits, const real* probs, const int64_t* targ
         dlogits[n * V + targets[n]] -= dloss
 
 
-cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n, int t,
-                double lr, double beta1, double beta2, double eps, double weight_decay,
-                double grad_scale) noexcept nogil:
-    """AdamW as PyTorch does it: p *= 1 - lr*wd; p -= lr * m_hat / (sqrt(v_hat) + eps).
-    grad_scale multiplies every gradient first (gradient clipping). The bias corrections are
-    folded into two constants so the loop is one sqrt and one division per parameter."""
+cdef void _adamw_range(real* params, const real* grads, real* m, real* v, Py_ssize_t i0,
+                       Py_ssize_t i1, real b1, real b2, real gs, real step, real inv_sqrt_c2,
+                       real e, real decay) noexcept nogil:
+    """AdamW on elements i0..i1-1 (constants precomputed by adamw)."""
     cdef Py_ssize_t i
-    cdef real g, b1 = beta1, b2 = beta2, gs = grad_scale
-    cdef real step = lr / (1.0 - beta1 ** t)              # lr / c1
-    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)   # sqrt(v_hat) = sqrt(v) / sqrt(c2)
-    cdef real e = eps, decay = 1.0 - lr * weight_decay
-    for i in range(n):
+    cdef real g
+    for i in range(i0, i1):
         g = grads[i] * gs
         m[i] = b1 * m[i] + (1 - b1) * g
         v[i] = b2 * v[i] + (1 - b2) * g * g
-        params[i] = params[i] * decay - step * m[i] / (sqrt(v[i]) * inv_sqrt_c2 + e)
+        if real is float:
+            params[i] = params[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_sqrt_c2 + e)
+        else:
+            params[i] = params[i] * decay - step * m[i] / (sqrt(v[i]) * inv_sqrt_c2 + e)
+
+
+cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n, int t,
+                double lr, double beta1, double beta2, double eps, double weight_decay,
+                double grad_scale, int nthreads) noexcept nogil:
+    """AdamW as PyTorch does it: p *= 1 - lr*wd; p -= lr * m_hat / (sqrt(v_hat) + eps).
+    grad_scale multiplies every gradient first (gradient clipping). The bias corrections are
+    folded into two constants so the loop is one sqrt and one division per parameter. With
+    threads, each takes one contiguous slab of the buffers."""
+    cdef Py_ssize_t c, part = (n + nthreads - 1) // nthreads
+    cdef real step = lr / (1.0 - beta1 ** t)              # lr / c1
+    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)   # sqrt(v_hat) = sqrt(v) / sqrt(c2)
+    cdef real decay = 1.0 - lr * weight_decay
+    if nthreads > 1 and n >= _parallel_min_flops // 16:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            _adamw_range(params, grads, m, v, c * part, min(n, c * part + part), beta1, beta2,
+                         grad_scale, step, inv_sqrt_c2, eps, decay)
+    else:
+        _adamw_range(params, grads, m, v, 0, n, beta1, beta2, grad_scale, step, inv_sqrt_c2,
+                     eps, decay)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,7 +664,7 @@ cdef Layout make_layout(Py_ssize_t N, Py_ssize_t B, Py_ssize_t C, Py_ssize_t NH,
     s.dv = o; o += N * C
     s.datty = o; o += N * C
     s.dfch = o; o += 4 * N * C
-    s.dpre = o; o += B * NH * block
+    s.dpre = o; o += B * NH * block * block
     s.total = o
     return s
 
@@ -546,7 +674,8 @@ cdef inline real* layer_act(real* acts, Layout* s, Py_ssize_t l, Py_ssize_t offs
 
 
 cdef double gpt_fwd(real* p, real* acts, const int64_t* tokens, const int64_t* targets,
-                    const int64_t* pos, Layout* s, int nthreads) noexcept nogil:
+                    const int64_t* pos, const int64_t* cu_seqlens, Layout* s,
+                    int nthreads) noexcept nogil:
     """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches)."""
     cdef Py_ssize_t l, N = s.N, C = s.C
     cdef real* lp
@@ -562,8 +691,8 @@ cdef double gpt_fwd(real* p, real* acts, const int64_t* tokens, const int64_t* t
         matmul_fwd(x + s.q, x + s.ln1, lp, N, C, C, nthreads)
         matmul_fwd(x + s.k, x + s.ln1, lp + C * C, N, C, C, nthreads)
         matmul_fwd(x + s.v, x + s.ln1, lp + 2 * C * C, N, C, C, nthreads)
-        attention_fwd(x + s.atty, x + s.att, x + s.q, x + s.k, x + s.v, pos, N, C, s.NH,
-                      s.NH * s.block, s.block, nthreads)
+        attention_fwd(x + s.atty, x + s.att, x + s.q, x + s.k, x + s.v, pos, cu_seqlens, s.B, N,
+                      C, s.NH, s.NH * s.block, s.block, nthreads)
         matmul_fwd(x + s.res_mid, x + s.atty, lp + 3 * C * C, N, C, C, nthreads)
         _add_inplace(x + s.res_mid, x + s.resid, N * C)
         rmsnorm_fwd(x + s.ln2, x + s.rstd2, x + s.res_mid, N, C)
@@ -627,11 +756,16 @@ cdef void gpt_bwd(real* p, real* g, real* acts, const int64_t* tokens, const int
     encoder_bwd(g + s.p_wte, g + s.p_wpe, dln, tokens, pos, N, C)
 
 
-cdef double grad_norm(const real* g, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
+cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
+    """Euclidean norm of g: vectorised sums over chunks of 4096, the chunks added in double."""
+    cdef Py_ssize_t c, nchunk = (n + 4095) // 4096
     cdef double ss = 0.0
-    for i in range(n):
-        ss += g[i] * g[i]
+    if nthreads > 1 and n >= _parallel_min_flops // 16:
+        for c in prange(nchunk, num_threads=nthreads, schedule="static"):
+            ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
+    else:
+        for c in range(nchunk):
+            ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
     return sqrt(ss)
 
 
@@ -665,6 +799,13 @@ def set_blas_threshold(min_flops: int) -> None:
     """Products with M*K*N >= min_flops go to BLAS (if registered); the rest to our loops."""
     global _blas_min_flops
     _blas_min_flops = min_flops
+
+
+def set_attention_blas_threshold(min_flops: int) -> None:
+    """Attention of a sequence of T tokens goes to BLAS (if registered) when T*T*head_size >=
+    min_flops; shorter sequences stay in the hand-written loops."""
+    global _attn_blas_min_flops
+    _attn_blas_min_flops = min_flops
 
 
 def get_blas_threshold() -> int:
@@ -756,7 +897,8 @@ def gpt_loss(real[::1] params, real[::1] grads, real[::1] acts, const int64_t[::
     cdef double loss
     try:
         with nogil:
-            loss = gpt_fwd(&params[0], &acts[0], &tokens[0], &targets[0], pos, &s, num_threads)
+            loss = gpt_fwd(&params[0], &acts[0], &tokens[0], &targets[0], pos, &cu_seqlens[0], &s,
+                           num_threads)
             if backward:
                 gpt_bwd(&params[0], &grads[0], &acts[0], &tokens[0], &targets[0], pos,
                         &cu_seqlens[0], &s, num_threads)
@@ -778,11 +920,11 @@ def adamw_update(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, in
         raise ValueError(f"adamw_update: step count t starts at 1, got {t}")
     cdef double norm, scale = 1.0
     with nogil:
-        norm = grad_norm(&grads[0], n)
+        norm = grad_norm(&grads[0], n, 1)
         if clip_norm > 0 and norm > clip_norm:
             scale = clip_norm / (norm + 1e-6)
         adamw(&params[0], &grads[0], &m[0], &v[0], n, t, lr, beta1, beta2, eps, weight_decay,
-              scale)
+              scale, 1)
     return norm
 
 
@@ -804,16 +946,17 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     cdef Py_ssize_t P = params.shape[0]
     try:
         with nogil:
-            loss = gpt_fwd(&params[0], &acts[0], &tokens[0], &targets[0], pos, &s, num_threads)
+            loss = gpt_fwd(&params[0], &acts[0], &tokens[0], &targets[0], pos, &cu_seqlens[0], &s,
+                           num_threads)
             memset(&grads[0], 0, P * sizeof(real))
             gpt_bwd(&params[0], &grads[0], &acts[0], &tokens[0], &targets[0], pos,
                     &cu_seqlens[0], &s, num_threads)
             if clip_norm > 0:
-                norm = grad_norm(&grads[0], P)
+                norm = grad_norm(&grads[0], P, num_threads)
                 if norm > clip_norm:
                     scale = clip_norm / (norm + 1e-6)
             adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
-                  weight_decay, scale)
+                  weight_decay, scale, num_threads)
     finally:
         free(pos)
     return loss / s.N
@@ -912,8 +1055,9 @@ def attention_forward(const real[:, ::1] q, const real[:, ::1] k, const real[:, 
     cdef real[:, ::1] o = out
     cdef real[:, :, ::1] a = att
     cdef int64_t[::1] pos = np.arange(T, dtype=np.int64)
-    attention_fwd(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], &pos[0], T, C, n_head,
-                  T, T * T, 1)
+    cdef int64_t[::1] cu = np.array([0, T], dtype=np.int64)
+    attention_fwd(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], &pos[0], &cu[0], 1, T, C,
+                  n_head, T, T * T, 1)
     return out, att
 
 
@@ -929,7 +1073,7 @@ def attention_backward(const real[:, ::1] dout, const real[:, ::1] q, const real
           "att must be (n_head, T, T)")
     dtype = np.float32 if real is float else np.float64
     dq, dk, dv = (np.zeros((T, C), dtype=dtype) for _ in range(3))
-    dpre = np.empty(T, dtype=dtype)
+    dpre = np.empty(T * T, dtype=dtype)
     cdef real[:, ::1] a_dq = dq, a_dk = dk, a_dv = dv
     cdef real[::1] a_dpre = dpre
     cdef int64_t[::1] cu = np.array([0, T], dtype=np.int64)

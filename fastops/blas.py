@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy
 
-from ._gpt import set_blas, set_blas_threshold
+from ._gpt import set_attention_blas_threshold, set_blas, set_blas_threshold
 
 SYMBOLS = ("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_")
 
@@ -25,11 +25,17 @@ def numpy_openblas() -> Path | None:
 
 
 DEFAULT_THRESHOLD = 64**3  # multiply-adds (M*K*N) from which BLAS beats our loops (chapter 5)
+# Attention of one (sequence, head) goes to BLAS from T*T*head_size = 32^3 (T = 64, hd = 8) on:
+# four products that BLAS runs with wide vectors, against our portable (SSE2) loops (chapter 5).
+DEFAULT_ATTENTION_THRESHOLD = 32**3
 
 
-def enable_numpy_blas(threshold: int = DEFAULT_THRESHOLD) -> str | None:
+def enable_numpy_blas(threshold: int = DEFAULT_THRESHOLD,
+                      attention_threshold: int | None = None) -> str | None:
     """Register NumPy's OpenBLAS dgemm/sgemm with fastops for products of at least `threshold`
-    multiply-adds; returns the library path, or None (and changes nothing) if not found."""
+    multiply-adds, and for attention from T*T*head_size >= attention_threshold (default: the
+    smaller of threshold and DEFAULT_ATTENTION_THRESHOLD); returns the library path, or None (and
+    changes nothing) if not found."""
     path = numpy_openblas()
     if path is None:
         return None
@@ -40,6 +46,9 @@ def enable_numpy_blas(threshold: int = DEFAULT_THRESHOLD) -> str | None:
         return None
     set_blas(*addresses)
     set_blas_threshold(threshold)
+    if attention_threshold is None:
+        attention_threshold = min(threshold, DEFAULT_ATTENTION_THRESHOLD)
+    set_attention_blas_threshold(attention_threshold)
     return str(path)
 
 

@@ -60,6 +60,24 @@ def test_attention_kernels_match_numpy(T, C, H, Cout, V, dtype):
         assert close(got, want, dtype)
 
 
+@pytest.mark.parametrize("T,C,H,Cout,V", SHAPES + [(64, 128, 4, 512, 65)])
+def test_blas_attention_kernels_match_numpy(T, C, H, Cout, V, dtype):
+    from fastops.blas import disable_blas, enable_numpy_blas
+    if enable_numpy_blas(threshold=1 << 62, attention_threshold=0) is None:
+        pytest.skip("NumPy's bundled OpenBLAS was not found")
+    try:
+        rng = np.random.default_rng(H * T)
+        q, k, v, dout = (rng.standard_normal((T, C)).astype(dtype) for _ in range(4))
+        out_c, att_c = fastops.attention_forward(q, k, v, H)
+        grads_c = fastops.attention_backward(dout, q, k, v, att_c, H)
+    finally:
+        disable_blas()
+    out_n, att_n = layers.attention_forward(q, k, v, H)
+    assert close(out_c, out_n, dtype) and close(att_c, att_n, dtype)
+    for got, want in zip(grads_c, layers.attention_backward(dout, q, k, v, att_n, H)):
+        assert close(got, want, dtype)
+
+
 @pytest.mark.parametrize("T,C,H,Cout,V", SHAPES)
 def test_encoder_and_crossentropy_kernels_match_numpy(T, C, H, Cout, V, dtype):
     rng = np.random.default_rng(V)
