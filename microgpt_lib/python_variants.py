@@ -20,7 +20,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 
-from .autograd import Value, topological_order
+from .autograd import DerivedOps, Value, topological_order
 from .config import GPTConfig
 from .gc_tools import gc_paused
 from .params import Params
@@ -106,7 +106,7 @@ class ScalarGCPausedGPT(ScalarIterativeGPT):
 
 # --- micrograd's node: a `_backward` closure per node instead of local gradients ------------
 
-class _ClosureOps:
+class _ClosureOps(DerivedOps):
     """micrograd's Value operators: each output keeps a closure that applies its chain rule."""
 
     __slots__ = ()
@@ -168,27 +168,6 @@ class _ClosureOps:
 
         out._backward = _backward
         return out
-
-    def __neg__(self):
-        return self * -1
-
-    def __radd__(self, other):
-        return self + other
-
-    def __sub__(self, other):
-        return self + (-other)
-
-    def __rsub__(self, other):
-        return other + (-self)
-
-    def __rmul__(self, other):
-        return self * other
-
-    def __truediv__(self, other):
-        return self * other**-1
-
-    def __rtruediv__(self, other):
-        return other * self**-1
 
     def backward(self) -> None:
         self.grad = 1
