@@ -6,25 +6,11 @@ backward must return dL/dinput, which the central difference measures entry by e
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 
 import numpy as np
 
 from . import layers as L
-
-
-def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central difference of the scalar f() with respect to every entry of x (nudged in place)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
+from .gradcheck import array_finite_difference as numerical_grad
 
 
 def max_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
