@@ -22,7 +22,7 @@ $(BIN)/.installed: requirements.txt pyproject.toml setup.py
 
 # Compile fastops in place (again whenever a .pyx changes).
 fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd)
-	$(BIN)/python setup.py build_ext --inplace
+	$(BIN)/python setup.py build_ext --inplace -j 2
 	touch $@
 
 build: fastops/.built

@@ -1,10 +1,13 @@
 """Build fastops: every fastops/*.pyx becomes an extension, annotated (the HTML is chapter 5 material).
 
 Portable by default: -O3 for the baseline of the architecture, OpenMP if the compiler accepts
--fopenmp (tested by compiling a tiny program; without it the kernels run on one thread).
-FASTOPS_NATIVE=1 opts in to -march=native (this CPU's vector units, e.g. AVX-512) and
-FASTOPS_FAST_MATH=1 to -ffast-math (reassociated sums: different rounding).
+-fopenmp (tested by compiling a tiny program; without it the kernels run on one thread). On
+x86-64 the kernels are compiled twice: `_gpt` for the baseline (SSE2) and `_gpt_v3` for
+x86-64-v3 (AVX2, FMA); fastops picks one at import by asking the CPU, so the build still runs
+anywhere. FASTOPS_NATIVE=1 opts in to -march=native for both (this CPU's vector units, e.g.
+AVX-512) and FASTOPS_FAST_MATH=1 to -ffast-math (reassociated sums: different rounding).
 """
+import platform
 import os
 import subprocess
 import sys
@@ -43,6 +46,7 @@ if flag_on("FASTOPS_NATIVE"):
     compile_args.append("-march=native")
 if flag_on("FASTOPS_FAST_MATH"):
     compile_args.append("-ffast-math")
+    link_args.append("-lm")  # -ffast-math vectorises exp through glibc's libmvec, part of -lm
 if not flag_on("FASTOPS_NO_OPENMP") and compiler_accepts(["-fopenmp"]):
     compile_args.append("-fopenmp")
     link_args.append("-fopenmp")
@@ -51,16 +55,25 @@ else:
     if compiler_accepts(["-fopenmp-simd"], runtime=False):
         compile_args.append("-fopenmp-simd")  # the simd pragmas need no runtime
 
+# (module, flags placed before compile_args, so that FASTOPS_NATIVE's -march=native wins)
+modules = [("_adam", []), ("_gpt", [])]
+V3 = ["-march=x86-64-v3"]
+if platform.machine().lower() in ("x86_64", "amd64") and compiler_accepts(V3, runtime=False):
+    modules.append(("_gpt_v3", V3))  # _gpt_v3.pyx includes _gpt.pyx
+else:
+    print("fastops: no x86-64-v3 build (not x86-64, or the compiler lacks -march=x86-64-v3)",
+          file=sys.stderr)
+
 extensions = [
     Extension(
         f"fastops.{name}",
         [f"fastops/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args,
+        extra_compile_args=flags + compile_args,
         extra_link_args=link_args,
     )
-    for name in ("_adam", "_gpt")
+    for name, flags in modules
 ]
 
 setup(

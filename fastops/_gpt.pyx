@@ -788,6 +788,29 @@ def openmp_enabled() -> bool:
     return bool(FASTOPS_OPENMP)
 
 
+cdef extern from *:
+    """
+    static int fastops_cpu_has_x86_64_v3(void) {
+    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("x86-64-v3") > 0;
+    #elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+            && __builtin_cpu_supports("bmi2");
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int fastops_cpu_has_x86_64_v3()
+
+
+def cpu_has_x86_64_v3() -> bool:
+    """True when this CPU and OS run x86-64-v3 code (AVX2, FMA, BMI2...): the _gpt_v3 build."""
+    return bool(fastops_cpu_has_x86_64_v3())
+
+
 def set_blas(dgemm_address: int, sgemm_address: int) -> None:
     """Register the addresses of cblas_dgemm / cblas_sgemm with 64-bit ints (0 unregisters)."""
     global _dgemm, _sgemm

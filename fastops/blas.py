@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy
 
-from ._gpt import set_attention_blas_threshold, set_blas, set_blas_threshold
+from . import set_attention_blas_threshold, set_blas, set_blas_threshold
 
 SYMBOLS = ("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_")
 
@@ -26,7 +26,7 @@ def numpy_openblas() -> Path | None:
 
 DEFAULT_THRESHOLD = 64**3  # multiply-adds (M*K*N) from which BLAS beats our loops (chapter 5)
 # Attention of one (sequence, head) goes to BLAS from T*T*head_size = 32^3 (T = 64, hd = 8) on:
-# four products that BLAS runs with wide vectors, against our portable (SSE2) loops (chapter 5).
+# four products that BLAS runs with wide vectors, against our own loops (chapter 5).
 DEFAULT_ATTENTION_THRESHOLD = 32**3
 
 
