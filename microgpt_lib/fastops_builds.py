@@ -44,8 +44,9 @@ def time_cython(configs: list[str], build: Path | None = None, isa: str = "auto"
     Matrix products run in fastops' own loops (the bench CLI does not register BLAS).
     """
     path = [str(build)] if build is not None else []
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = {**os.environ, "FASTOPS_ISA": isa,
-           "PYTHONPATH": os.pathsep.join([*path, str(ROOT), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([*path, str(ROOT), *inherited])}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "times.json"
         subprocess.run([sys.executable, "-m", "microgpt_lib.bench", "--rungs", "cython",
