@@ -1,14 +1,14 @@
-"""Rung `fused` against the scalar reference: same losses, gradients and weights, bad input rejected."""
+"""Rung `numpy_kernels` against the scalar reference: same losses, gradients and weights, bad input rejected."""
 import numpy as np
 import pytest
 
-from microgpt_lib.bench import names_corpus
 from microgpt_lib.config import GPTConfig
-from microgpt_lib.flat import FlatParams
-from microgpt_lib.fused_gpt import check_batch, gpt_backward, gpt_forward
-from microgpt_lib.gradcheck import central_difference
+from microgpt_lib.data import names_corpus
+from microgpt_lib.flat_params import FlatParams
+from microgpt_lib.measure.gradcheck import central_difference
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs import get_rung
+from microgpt_lib.rungs.rung4_numpy_kernels.gpt import check_batch, gpt_backward, gpt_forward
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def test_fused_matches_scalar_losses_and_gradients(corpus):
     docs, tok = corpus
     config = GPTConfig.preset("e16_L1_b16", tok.vocab_size)
     params = init_params(config, seed=3)
-    scalar, fused = get_rung("scalar")(config, params), get_rung("fused")(config, params)
+    scalar, fused = get_rung("scalar")(config, params), get_rung("numpy_kernels")(config, params)
     for step in range(20):
         tokens = tok.encode_doc(docs[step])
         loss_s, grads_s = scalar.loss_and_grads(tokens)
@@ -39,7 +39,7 @@ def test_fused_matches_scalar_on_two_layers_and_long_names(corpus):
     docs, tok = corpus
     config = GPTConfig(n_embd=8, n_head=2, n_layer=2, block_size=6, vocab_size=tok.vocab_size)
     params = init_params(config, seed=1)
-    scalar, fused = get_rung("scalar")(config, params), get_rung("fused")(config, params)
+    scalar, fused = get_rung("scalar")(config, params), get_rung("numpy_kernels")(config, params)
     long_name = tok.encode_doc("christopher")  # longer than block_size: cut the same way
     for tokens in (long_name, tok.encode_doc(docs[0])):
         assert abs(scalar.train_step(tokens, 0.01) - fused.train_step(tokens, 0.01)) < 1e-10
@@ -68,7 +68,7 @@ def test_gpt_backward_matches_finite_differences(corpus):
 def test_fused_generates_like_its_logits(corpus):
     _, tok = corpus
     config = GPTConfig.preset("e16_L1_b8", tok.vocab_size)
-    fused = get_rung("fused")(config, init_params(config, seed=0))
+    fused = get_rung("numpy_kernels")(config, init_params(config, seed=0))
     samples = fused.generate(5, seed=1)
     assert samples == fused.generate(5, seed=1)
     assert all(len(s) <= config.block_size and tok.bos not in s for s in samples)
@@ -81,7 +81,7 @@ def test_fused_generates_like_its_logits(corpus):
 ])
 def test_fused_rejects_bad_documents(tokens, message):
     config = GPTConfig.preset("e16_L1_b8")
-    fused = get_rung("fused")(config, init_params(config))
+    fused = get_rung("numpy_kernels")(config, init_params(config))
     with pytest.raises(ValueError, match=message):
         fused.loss_and_grads(tokens)
 

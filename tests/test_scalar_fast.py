@@ -1,4 +1,4 @@
-"""The `scalar_fast` rung computes what the scalar reference computes: losses, gradients, samples."""
+"""The `python_fast` rung computes what the scalar reference computes: losses, gradients, samples."""
 from __future__ import annotations
 
 import gc
@@ -6,7 +6,7 @@ import gc
 import pytest
 
 from microgpt_lib import GPTConfig, get_rung, init_params
-from microgpt_lib.bench import names_corpus
+from microgpt_lib.data import names_corpus
 
 TOL = 1e-12
 
@@ -25,10 +25,10 @@ def corpus():
     GPTConfig.preset("e16_L1_b16"),
     GPTConfig(n_embd=8, n_head=2, n_layer=2, block_size=6),
 ], ids=["e16_L1_b16", "e8_L2_b6"])
-def test_scalar_fast_matches_scalar_losses_and_gradients_over_20_steps(corpus, config):
+def test_python_fast_matches_scalar_losses_and_gradients_over_20_steps(corpus, config):
     encoded, _ = corpus
     params = init_params(config, seed=3)
-    ref, fast = get_rung("scalar")(config, params), get_rung("scalar_fast")(config, params)
+    ref, fast = get_rung("scalar")(config, params), get_rung("python_fast")(config, params)
     for step, tokens in enumerate(encoded[:20]):
         loss_ref, grads_ref = ref.loss_and_grads(tokens)
         loss_fast, grads_fast = fast.loss_and_grads(tokens)
@@ -40,21 +40,21 @@ def test_scalar_fast_matches_scalar_losses_and_gradients_over_20_steps(corpus, c
     assert max_abs_difference(ref.parameters(), fast.parameters()) < TOL
 
 
-def test_scalar_fast_train_step_matches_scalar_train_step(corpus):
+def test_python_fast_train_step_matches_scalar_train_step(corpus):
     encoded, _ = corpus
     config = GPTConfig.preset("e16_L1_b8")
     params = init_params(config, seed=5)
-    ref, fast = get_rung("scalar")(config, params), get_rung("scalar_fast")(config, params)
+    ref, fast = get_rung("scalar")(config, params), get_rung("python_fast")(config, params)
     for tokens in encoded[:5]:
         assert abs(ref.train_step(tokens, 0.01) - fast.train_step(tokens, 0.01)) < TOL
     assert max_abs_difference(ref.parameters(), fast.parameters()) < TOL
 
 
-def test_scalar_fast_samples_the_same_names_as_scalar(corpus):
+def test_python_fast_samples_the_same_names_as_scalar(corpus):
     encoded, tok = corpus
     config = GPTConfig.preset("e16_L1_b16")
     params = init_params(config, seed=0)
-    ref, fast = get_rung("scalar")(config, params), get_rung("scalar_fast")(config, params)
+    ref, fast = get_rung("scalar")(config, params), get_rung("python_fast")(config, params)
     for tokens in encoded[:5]:  # trained a little, so the samples look like names
         ref.train_step(tokens, 0.01)
         fast.train_step(tokens, 0.01)
@@ -64,10 +64,10 @@ def test_scalar_fast_samples_the_same_names_as_scalar(corpus):
     assert [tok.decode(s) for s in samples_fast] == [tok.decode(s) for s in samples_ref]
 
 
-def test_scalar_fast_step_leaves_no_cyclic_garbage(corpus):
+def test_python_fast_step_leaves_no_cyclic_garbage(corpus):
     encoded, _ = corpus
     config = GPTConfig.preset("e16_L1_b16")
-    fast = get_rung("scalar_fast")(config, init_params(config))
+    fast = get_rung("python_fast")(config, init_params(config))
     gc.collect()
     gc.disable()
     try:
@@ -80,16 +80,16 @@ def test_scalar_fast_step_leaves_no_cyclic_garbage(corpus):
 
 
 @pytest.mark.parametrize("tokens", [[26], [26, 27, 26], [26, -1, 26]])
-def test_scalar_fast_rejects_bad_documents(tokens):
+def test_python_fast_rejects_bad_documents(tokens):
     config = GPTConfig.preset("e16_L1_b8")
-    fast = get_rung("scalar_fast")(config, init_params(config))
+    fast = get_rung("python_fast")(config, init_params(config))
     with pytest.raises(ValueError):
         fast.loss_and_grads(tokens)
     with pytest.raises(ValueError):
         fast.train_step(tokens, 0.01)
 
 
-def test_scalar_fast_rejects_parameters_of_another_config():
+def test_python_fast_rejects_parameters_of_another_config():
     params = init_params(GPTConfig.preset("e16_L1_b8"))
     with pytest.raises(ValueError):
-        get_rung("scalar_fast")(GPTConfig.preset("e16_L1_b16"), params)
+        get_rung("python_fast")(GPTConfig.preset("e16_L1_b16"), params)
