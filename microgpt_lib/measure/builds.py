@@ -16,7 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from microgpt_lib.data import REPO_ROOT
+
+ROOT = REPO_ROOT
 
 
 def build_copy(dest: Path, flags: dict[str, str]) -> Path:

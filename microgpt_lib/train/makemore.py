@@ -20,7 +20,7 @@ import numpy as np
 
 from microgpt_lib.batches import EncodedDocs
 from microgpt_lib.config import GPTConfig
-from microgpt_lib.data import names_corpus, split_docs
+from microgpt_lib.data import REPO_ROOT, names_corpus, split_docs
 from microgpt_lib.machine import environment
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs.base import BatchedBackend
@@ -30,7 +30,7 @@ from microgpt_lib.train.batched import BatchedHistory, TrainSettings, evaluate, 
 MAKEMORE_PRESET = "e64_L4_b16"
 MAKEMORE_TEST_LOSS = 1.92  # makemore README, default transformer on names.txt
 # Records of long runs, kept with the chapter that reads them (tracked, unlike artifacts/).
-RECORDS_DIR = Path(__file__).resolve().parent.parent / "chapters" / "records"
+RECORDS_DIR = REPO_ROOT / "chapters" / "records"
 
 
 def makemore_settings(num_steps: int, eval_every: int = 250, max_seconds: float | None = None,
