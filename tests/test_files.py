@@ -28,7 +28,6 @@ def test_json_output_stays_valid_json(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-
 def test_failed_write_keeps_the_old_file_and_cleans_up(tmp_path, monkeypatch):
     path = tmp_path / "keep.bin"
     atomic_write_bytes(path, b"old")
