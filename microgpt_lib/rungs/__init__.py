@@ -11,11 +11,14 @@ offers exactly this:
   `loss_and_grads`; the bias correction counts the calls to `step`.
 - `train_step(tokens, lr) -> loss`: both of the above; rungs override it when they can skip
   handing the gradients back (this is what the benchmark harness times).
-- `generate(n, temperature, seed=None, rng=None) -> list of token lists`: n samples, each started
-  from BOS at position 0 and stopped at BOS or after block_size tokens; draws use `rng.choices`
-  (a `random.Random`), made from `seed` when no `rng` is given. The loop is written once, here;
-  a rung supplies `start_sample()` (fresh per-sample state, e.g. an empty KV cache) and
-  `next_token_probs(state, token_id, pos_id, temperature)`.
+- `generate(n, temperature, seed=None, rng=None, *, prompt, bos_first, top_k, stop_at_bos,
+  max_new_tokens) -> list of token lists`: n samples, by default each started from BOS at
+  position 0 and stopped at BOS or after block_size tokens; draws use `rng.choices`
+  (a `random.Random`), made from `seed` when no `rng` is given. A prompt, top-k, greedy
+  decoding (temperature 0) and a sliding window past block_size are options of the same loop,
+  written once, here; a rung supplies `start_sample()` (fresh per-sample state, e.g. an empty
+  KV cache) and `next_token_probs(state, token_id, pos_id, temperature)`.
+  `context_probs(tokens)` gives the next-token probabilities after a context.
 - `parameters() -> params`: the current weights as nested lists of floats.
 
 Two rungs started from the same parameters compute the same losses and gradients (to float

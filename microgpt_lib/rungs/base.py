@@ -6,6 +6,7 @@ mini-batch trainer drives (chapter 4's NumPy kernels, chapter 5's fastops).
 """
 from __future__ import annotations
 
+import math
 import operator
 import random
 from abc import ABC, abstractmethod
@@ -58,22 +59,91 @@ class Rung(ABC):
 
     def generate(
         self, n: int, temperature: float = 0.5, seed: int | None = None,
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, *, prompt: Sequence[int] = (),
+        bos_first: bool = True, top_k: int | None = None, stop_at_bos: bool = True,
+        max_new_tokens: int | None = None,
     ) -> list[list[int]]:
-        """n samples of token ids (BOS excluded), drawn with `rng` (or a fresh one from `seed`)."""
+        """n samples of new token ids, drawn with `rng` (or a fresh one from `seed`).
+
+        Each sample's context starts as [BOS] + prompt (`bos_first`, the default) or the prompt
+        alone (a model trained on continuous text never saw BOS). Then, one token at a time:
+
+        - temperature > 0 draws from softmax(logits / temperature) with `rng.choices`;
+          temperature 0 takes the most likely token (greedy, ties to the lowest id) and draws
+          nothing. A negative, infinite or NaN temperature is a ValueError.
+        - top_k keeps the k most likely tokens (ties broken towards the lower id) and draws
+          among them; None keeps all.
+        - stop_at_bos ends the sample at BOS (BOS not kept); otherwise BOS is an ordinary token.
+        - max_new_tokens caps the new tokens. None fills the context once (block_size minus the
+          context). More than that slides the window: each further token is predicted from
+          the last block_size tokens, positions counted from 0 again, as in training.
+
+        The defaults draw exactly as Karpathy's script: from BOS at position 0, up to
+        block_size tokens, stopped at BOS.
+        """
+        n = _check_count("n", n)
+        temperature = check_temperature(temperature)
+        prompt = self._check_prompt(prompt, bos_first)
+        bos, vocab, block = self.config.vocab_size - 1, self.config.vocab_size, self.config.block_size
+        context = [bos, *prompt] if bos_first else prompt
+        if max_new_tokens is None:
+            max_new_tokens = block - len(context) + 1
+            if max_new_tokens < 1:
+                raise ValueError(f"the context of {len(context)} tokens fills the block of {block}: "
+                                 "pass max_new_tokens to slide the window past it")
+        max_new_tokens = _check_count("max_new_tokens", max_new_tokens)
+        if top_k is not None and not (isinstance(top_k, int) and 1 <= top_k <= vocab):
+            raise ValueError(f"top_k must be an integer in 1..{vocab} or None, got {top_k!r}")
         rng = rng if rng is not None else random.Random(seed)
-        bos, token_ids = self.config.vocab_size - 1, range(self.config.vocab_size)
+        token_ids = range(vocab)
         samples = []
         for _ in range(n):
-            state, token_id, sample = self.start_sample(), bos, []
-            for pos_id in range(self.config.block_size):
-                probs = self.next_token_probs(state, token_id, pos_id, temperature)
-                token_id = rng.choices(token_ids, weights=probs)[0]
-                if token_id == bos:
+            tokens, sample = list(context), []
+            state, fed = self.start_sample(), 0  # tokens of the current window fed into state
+            for _ in range(max_new_tokens):
+                if fed == block:  # the window is full: restart it on the last block_size tokens
+                    state, fed = self.start_sample(), 0
+                window = tokens[-block:]
+                start = len(tokens) - len(window)
+                while True:  # feed the window's tokens not yet in the state
+                    probs = self.next_token_probs(state, tokens[start + fed], fed,
+                                                  temperature or 1.0)
+                    fed += 1
+                    if start + fed == len(tokens):
+                        break
+                if top_k is not None:
+                    probs = top_k_weights(probs, top_k)
+                if temperature == 0:
+                    token_id = max(token_ids, key=probs.__getitem__)
+                else:
+                    token_id = rng.choices(token_ids, weights=probs)[0]
+                if stop_at_bos and token_id == bos:
                     break
+                tokens.append(token_id)
                 sample.append(token_id)
             samples.append(sample)
         return samples
+
+    def _check_prompt(self, prompt: Sequence[int], bos_first: bool) -> list[int]:
+        """The prompt as a list of ids in the vocabulary; without BOS first it must not be empty."""
+        vocab = self.config.vocab_size
+        ids = [operator.index(t) for t in prompt]
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"prompt ids {bad[:5]} are outside the vocabulary 0..{vocab - 1}")
+        if not ids and not bos_first:
+            raise ValueError("an empty prompt without BOS first leaves nothing to predict from")
+        return ids
+
+    def context_probs(self, context: Sequence[int], temperature: float = 1.0) -> list[float]:
+        """Next-token probabilities after `context` (at most block_size ids, from position 0)."""
+        if not 1 <= len(context) <= self.config.block_size:
+            raise ValueError(f"a context holds 1..{self.config.block_size} tokens, "
+                             f"got {len(context)}")
+        state = self.start_sample()
+        for pos_id, token_id in enumerate(self._check_prompt(context, True)):
+            probs = self.next_token_probs(state, token_id, pos_id, check_temperature(temperature))
+        return list(probs)
 
     @abstractmethod
     def parameters(self) -> Params:
@@ -84,6 +154,32 @@ class Rung(ABC):
         loss, _ = self.loss_and_grads(tokens)
         self.step(lr)
         return loss
+
+
+def check_temperature(temperature: float) -> float:
+    """`temperature` as a float if it is finite and >= 0 (0 means greedy); ValueError otherwise."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a number, got {temperature!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    return value
+
+
+def _check_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def top_k_weights(probs: Sequence[float], k: int) -> list[float]:
+    """`probs` with all but the k largest set to 0 (ties go to the lower id)."""
+    keep = sorted(range(len(probs)), key=lambda i: -probs[i])[:k]
+    out = [0.0] * len(probs)
+    for i in keep:
+        out[i] = probs[i]
+    return out
 
 
 def softmax_weights(logits: np.ndarray, temperature: float) -> list[float]:
