@@ -20,6 +20,8 @@ offers exactly this:
   KV cache) and `next_token_probs(state, token_id, pos_id, temperature)`.
   `context_probs(tokens)` gives the next-token probabilities after a context.
 - `parameters() -> params`: the current weights as nested lists of floats.
+- `Rung.from_checkpoint(path)`: the rung built from a checkpoint's config and weights, whichever
+  rung or backend trained them (`load_rung(name, path)` does the same by rung name).
 
 Two rungs started from the same parameters compute the same losses and gradients (to float
 rounding), and that is what the tests check. Rungs are registered by name below and imported
@@ -33,6 +35,8 @@ chapter 2 times), `rung3_numpy` (the `Tensor` engine, `numpy` and `numpy_all_pos
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+from typing import Any
 
 from microgpt_lib.rungs.base import Rung
 
@@ -50,6 +54,11 @@ _REGISTRY: dict[str, str] = {
 def available_rungs() -> list[str]:
     """Names of all registered rungs, bottom of the ladder first."""
     return list(_REGISTRY)
+
+
+def load_rung(name: str, path: str | Path, **kwargs: Any) -> Rung:
+    """Rung `name` built from the checkpoint at `path` (see `microgpt_lib.checkpoint`)."""
+    return get_rung(name).from_checkpoint(path, **kwargs)
 
 
 def get_rung(name: str) -> type[Rung]:

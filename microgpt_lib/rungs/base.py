@@ -11,11 +11,13 @@ import operator
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from microgpt_lib.batches import PaddedBatch
+from microgpt_lib.checkpoint import load_checkpoint
 from microgpt_lib.config import GPTConfig
 from microgpt_lib.flat_params import FlatParams
 from microgpt_lib.params import Params, check_params
@@ -38,6 +40,12 @@ class Rung(ABC):
         bad = [t for t in map(operator.index, tokens) if not 0 <= t < vocab]
         if bad:
             raise ValueError(f"token ids {bad[:5]} are outside the vocabulary 0..{vocab - 1}")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> "Rung":
+        """This rung built from the weights and config of a checkpoint file (any rung's, any dtype)."""
+        ckpt = load_checkpoint(path)
+        return cls(ckpt.config, ckpt.params(), **kwargs)
 
     @abstractmethod
     def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, Any]]:
