@@ -260,10 +260,9 @@ class TextTrainer:
                         if on_validate is not None:
                             on_validate(self, self.best_val < before)
                     h = self.history
-                    dt = h.seconds[-1] - (h.seconds[-2] if len(h.seconds) > 1 else 0.0)
-                    rate = h.tokens[-1] / max(dt, 1e-9)
-                    val = h.val_losses[-1] if h.val_losses else math.nan
-                    bar.set_postfix_str(f"loss {loss:.3f} val {val:.3f} {rate:,.0f} tok/s",
+                    rate = sum(h.tokens) / max(h.seconds[-1], 1e-9)
+                    val = f"{h.val_losses[-1]:.3f}" if h.val_losses else "-"
+                    bar.set_postfix_str(f"loss {loss:.3f} val {val} {rate:,.0f} tok/s",
                                         refresh=False)
                     bar.update()
                     if stop.requested:
