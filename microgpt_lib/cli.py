@@ -52,6 +52,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = dict(steps=args.steps, grad_accum=args.grad_accum, batch_size=args.batch_size)
     if args.resume:
         run = TextRun.resume(data, folder, args.backend, **overrides)
+        if args.dtype not in (None, run.dtype):
+            raise UsageError(f"the run in {folder} trains in {run.dtype}; resume it in "
+                             f"{run.dtype} (leave out --dtype)")
         print(f"resuming {scenario.name} at step {run.trainer.step} of {run.settings.steps} "
               f"({run.backend_name}, {run.dtype})")
     else:
@@ -60,7 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise UsageError(f"scenario {scenario.name!r}: {err}") from None
         try:
-            run = TextRun.start(data, folder, settings, args.backend or "cython", args.dtype,
+            run = TextRun.start(data, folder, settings, args.backend or "cython",
+                                args.dtype or "float32",
                                 overwrite=args.overwrite)
         except FileExistsError as err:
             raise UsageError(f"{err} (--resume or --overwrite)") from None
@@ -128,11 +132,6 @@ def cmd_scenarios(args: argparse.Namespace) -> None:
         print(f"{name:20} {load_scenario(name).description}")
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
-    from microgpt_lib.measure.bench import main as bench_main
-    bench_main(args.bench_args)
-
-
 def parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per task."""
     top = argparse.ArgumentParser(
@@ -141,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def scenario_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--scenario", "-s", required=True,
+        p.add_argument("--scenario", "-s", required=True, metavar="NAME",
                        help="a scenario name (see `microgpt scenarios`) or a path to a .toml file")
         p.add_argument("--runs-dir", default="runs", metavar="DIR",
                        help="folder of the runs; each scenario's run is DIR/<scenario>/ "
@@ -156,16 +155,16 @@ def parser() -> argparse.ArgumentParser:
     scenario_options(p)
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="cython (fastops, default) or numpy (chapter 4's kernels)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
-    p.add_argument("--steps", type=int, help="optimiser steps (default: the scenario's)")
-    p.add_argument("--batch-size", type=int, help="rows per step (default: the scenario's)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="default: float32")
+    p.add_argument("--steps", type=int, metavar="N", help="optimiser steps (default: the scenario's)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="rows per step (default: the scenario's)")
     p.add_argument("--grad-accum", type=int, metavar="N",
                    help="split each step's rows into N micro-batches (same gradient, less memory)")
     p.add_argument("--resume", action="store_true",
                    help="continue the saved run exactly (its settings, backend and dtype)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the run's folder holds checkpoints")
-    p.add_argument("--max-seconds", type=float, help="stop (and save) after this much training")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="stop (and save) after this much training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -173,35 +172,39 @@ def parser() -> argparse.ArgumentParser:
                        description="Sample from a scenario's trained model; defaults come from "
                                    "the scenario's [sample] table.")
     scenario_options(p)
-    p.add_argument("-i", "--prompt", help="text the samples continue")
-    p.add_argument("-n", "--num-samples", type=int, help="number of samples")
-    p.add_argument("-t", "--temperature", type=float,
+    p.add_argument("-i", "--prompt", metavar="TEXT", help="text the samples continue")
+    p.add_argument("-n", "--num-samples", type=int, metavar="N", help="number of samples")
+    p.add_argument("-t", "--temperature", type=float, metavar="T",
                    help="> 0 divides the logits before the softmax (lower: safer); 0: greedy")
-    p.add_argument("--top-k", type=int, help="draw only among the k most likely tokens")
+    p.add_argument("--top-k", type=int, metavar="K", help="draw only among the k most likely tokens")
     p.add_argument("--no-stop-at-bos", dest="stop_at_bos", action="store_false", default=None,
                    help="do not end a sample at BOS (for continuous text)")
-    p.add_argument("--max-tokens", type=int,
+    p.add_argument("--max-tokens", type=int, metavar="N",
                    help="new tokens per sample (default: fill the context once)")
     p.add_argument("--chain", action="store_true",
                    help="continue past the context by sliding it over the last block_size "
                         "tokens, up to --max-chars")
-    p.add_argument("--max-chars", type=int, help="length of a chained sample, prompt included")
-    p.add_argument("--checkpoint", default="best",
+    p.add_argument("--max-chars", type=int, metavar="N", help="length of a chained sample, prompt included")
+    p.add_argument("--checkpoint", default="best", metavar="{best,last,PATH}",
                    help="best (default), last, or a path to a checkpoint file")
-    p.add_argument("--rung", default="numpy", choices=available_rungs(),
-                   help="the rung that samples (any rung loads any checkpoint; default numpy)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--rung", default="numpy", choices=available_rungs(), metavar="RUNG",
+                   help="the rung that samples: any rung loads any checkpoint "
+                        f"({', '.join(available_rungs())}; default numpy)")
+    p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: random)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("bench", help="the benchmark harness (see `microgpt bench -h`)",
-                       add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_bench)
+    # `microgpt bench ...` hands its arguments to the benchmark's own parser (see main)
+    sub.add_parser("bench", help="time the rungs (see `microgpt bench -h`)", add_help=False)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `microgpt` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from microgpt_lib.measure.bench import main as bench_main
+        bench_main(argv[1:])
+        return 0
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0
