@@ -18,12 +18,13 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from microgpt_lib.checkpoint import CheckpointError, load_checkpoint
 from microgpt_lib.rungs import available_rungs, get_rung
 from microgpt_lib.scenarios import ScenarioError, available_scenarios, load_scenario, prepare
 from microgpt_lib.tokenizers import TokenError
-from microgpt_lib.train.text_run import BACKENDS, DTYPES, RunSettings, TextRun
+from microgpt_lib.train.text_run import BACKENDS, DTYPES, RunSettings, TextRun, sample_text
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a program stopped by Ctrl-C
@@ -92,39 +93,31 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if not path.is_file():
         raise UsageError(f"no checkpoint at {path}; train first: microgpt train --scenario "
                          f"{args.scenario}")
-    ckpt = load_checkpoint(path)
     data = prepare(scenario)
-    load_checkpoint(path, data.config, data.tokenizer)  # made for this scenario?
-    tok = data.tokenizer
-    prompt = args.prompt if args.prompt is not None else defaults.get("prompt", "")
-    if args.prompt == "":
-        raise UsageError("the prompt is empty; leave out -i to sample from the start")
-    if not prompt and not scenario.bos_first:
-        raise UsageError(f"scenario {scenario.name!r} trains on continuous text without BOS: "
-                         "give a prompt with -i")
-    prompt_ids = tok.encode(prompt)
-    max_chars = args.max_chars if args.max_chars is not None else defaults.get("max_chars")
-    max_new = args.max_tokens
-    if args.chain:
-        if max_chars is None:
-            raise UsageError("--chain needs --max-chars, the length of each sample")
-        if max_chars <= len(prompt):
-            raise UsageError(f"--max-chars {max_chars} leaves no room after the prompt of "
-                             f"{len(prompt)} characters")
-        max_new = max_chars - len(prompt)
-    stop = defaults.get("stop_at_bos", True) if args.stop_at_bos is None else args.stop_at_bos
+    ckpt = load_checkpoint(path, data.config, data.tokenizer)  # made for this scenario?
+    if args.chain and args.max_chars is None and "max_chars" not in defaults:
+        raise UsageError("--chain needs --max-chars, the length of each sample")
     model = get_rung(args.rung)(ckpt.config, ckpt.params())
-    samples = model.generate(
-        args.num_samples if args.num_samples is not None else defaults.get("num_samples", 10),
-        args.temperature if args.temperature is not None else defaults.get("temperature", 0.8),
-        seed=args.seed, prompt=prompt_ids, bos_first=scenario.bos_first,
-        top_k=args.top_k if args.top_k is not None else defaults.get("top_k"),
-        stop_at_bos=stop, max_new_tokens=max_new)
+    samples = sample_text(
+        model, scenario, data.tokenizer,
+        args.prompt if args.prompt is not None else defaults.get("prompt"),
+        num_samples=pick(args.num_samples, defaults, "num_samples", 10),
+        temperature=pick(args.temperature, defaults, "temperature", 0.8),
+        top_k=pick(args.top_k, defaults, "top_k", None),
+        stop_at_bos=pick(args.stop_at_bos, defaults, "stop_at_bos", True),
+        max_tokens=args.max_tokens,
+        max_chars=pick(args.max_chars, defaults, "max_chars", None) if args.chain else None,
+        seed=args.seed)
     prose = scenario.documents != "lines"
     for i, sample in enumerate(samples):
         if prose and i:
             print("-" * 40)
-        print(prompt + tok.decode(sample))
+        print(sample)
+
+
+def pick(value: Any, defaults: dict[str, Any], key: str, fallback: Any) -> Any:
+    """A command-line value, else the scenario's [sample] default, else the fallback."""
+    return value if value is not None else defaults.get(key, fallback)
 
 
 def cmd_scenarios(args: argparse.Namespace) -> None:

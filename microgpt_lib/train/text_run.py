@@ -34,8 +34,8 @@ from microgpt_lib.config import GPTConfig
 from microgpt_lib.flat_params import FlatParams
 from microgpt_lib.optim import FlatAdam
 from microgpt_lib.params import Params, init_params
-from microgpt_lib.rungs.base import BatchedBackend
-from microgpt_lib.scenarios import ScenarioData
+from microgpt_lib.rungs.base import BatchedBackend, Rung
+from microgpt_lib.scenarios import Scenario, ScenarioData
 from microgpt_lib.train.batched import grad_norm
 from microgpt_lib.train.schedules import lr_at
 
@@ -419,3 +419,36 @@ class TextRun:
         if outcome != "done":
             self.save()
         return outcome
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling text
+
+def sample_text(model: Rung, scenario: Scenario, tokenizer: Any, prompt: str | None = None,
+                num_samples: int = 1, temperature: float = 0.8, top_k: int | None = None,
+                stop_at_bos: bool = True, max_tokens: int | None = None,
+                max_chars: int | None = None, seed: int | None = None) -> list[str]:
+    """Samples as text, each the prompt and its continuation, from any rung of a scenario.
+
+    prompt None samples from the start (BOS), which a continuous-text scenario cannot do; an
+    empty prompt is refused rather than read as "no prompt". max_chars (prompt included)
+    chains the sample past the context with a sliding window; without it max_tokens caps the
+    new tokens (None: fill the context once). A BOS kept with stop_at_bos=False adds no text.
+    """
+    if prompt == "":
+        raise ValueError("the prompt is empty; give no prompt to sample from the start")
+    if prompt is None and not scenario.bos_first:
+        raise ValueError(f"scenario {scenario.name!r} trains on continuous text without BOS: "
+                         "give a prompt")
+    prompt = prompt or ""
+    ids = tokenizer.encode(prompt)
+    if max_chars is not None:
+        if max_chars <= len(prompt):
+            raise ValueError(f"max_chars {max_chars} leaves no room after the prompt of "
+                             f"{len(prompt)} characters")
+        max_tokens = max_chars - len(prompt)  # a character is at least one token
+    samples = model.generate(num_samples, temperature, seed=seed, prompt=ids,
+                             bos_first=scenario.bos_first, top_k=top_k,
+                             stop_at_bos=stop_at_bos, max_new_tokens=max_tokens)
+    texts = [prompt + tokenizer.decode(sample) for sample in samples]
+    return [text[:max_chars] for text in texts] if max_chars is not None else texts
