@@ -88,6 +88,12 @@ def test_sliding_window_continues_past_the_block(model):
     assert sample == greedy_reference(model, [BOS, 2, 3], count)
 
 
+def test_a_prompt_longer_than_the_block_is_read_through_its_last_window(model):
+    prompt = [1, 2, 3, 4, 5, 0, 1, 2]
+    sample = model.generate(1, 0, prompt=prompt, max_new_tokens=5, stop_at_bos=False)[0]
+    assert sample == greedy_reference(model, [BOS, *prompt], 5)
+
+
 def test_without_bos_first_the_prompt_alone_is_the_context(model):
     sample = model.generate(1, 0, prompt=[2, 3], bos_first=False, max_new_tokens=10,
                             stop_at_bos=False)[0]

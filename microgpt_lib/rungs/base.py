@@ -65,6 +65,16 @@ class Rung(ABC):
     ) -> Sequence[float]:
         """softmax(logits / temperature) for the token after `token_id` at position `pos_id`."""
 
+    def feed(self, state: Any, token_ids: Sequence[int], first_pos: int,
+             temperature: float) -> Sequence[float]:
+        """Feed several tokens from position `first_pos`; the probabilities after the last.
+
+        One `next_token_probs` per token; a rung that can run a prompt in one pass overrides it.
+        """
+        for pos_id, token_id in enumerate(token_ids, first_pos):
+            probs = self.next_token_probs(state, token_id, pos_id, temperature)
+        return probs
+
     def generate(
         self, n: int, temperature: float = 0.5, seed: int | None = None,
         rng: random.Random | None = None, *, prompt: Sequence[int] = (),
@@ -107,18 +117,15 @@ class Rung(ABC):
         samples = []
         for _ in range(n):
             tokens, sample = list(context), []
-            state, fed = self.start_sample(), 0  # tokens of the current window fed into state
+            state, start, fed = self.start_sample(), 0, 0  # window tokens[start:start + fed]
             for _ in range(max_new_tokens):
                 if fed == block:  # the window is full: restart it on the last block_size tokens
                     state, fed = self.start_sample(), 0
-                window = tokens[-block:]
-                start = len(tokens) - len(window)
-                while True:  # feed the window's tokens not yet in the state
-                    probs = self.next_token_probs(state, tokens[start + fed], fed,
-                                                  temperature or 1.0)
-                    fed += 1
-                    if start + fed == len(tokens):
-                        break
+                if fed == 0:
+                    start = max(0, len(tokens) - block)
+                new = tokens[start + fed :]  # the window's tokens not yet in the state
+                probs = self.feed(state, new, fed, temperature or 1.0)
+                fed += len(new)
                 if top_k is not None:
                     probs = top_k_weights(probs, top_k)
                 if temperature == 0:
@@ -148,10 +155,8 @@ class Rung(ABC):
         if not 1 <= len(context) <= self.config.block_size:
             raise ValueError(f"a context holds 1..{self.config.block_size} tokens, "
                              f"got {len(context)}")
-        state = self.start_sample()
-        for pos_id, token_id in enumerate(self._check_prompt(context, True)):
-            probs = self.next_token_probs(state, token_id, pos_id, check_temperature(temperature))
-        return list(probs)
+        ids = self._check_prompt(context, True)
+        return list(self.feed(self.start_sample(), ids, 0, check_temperature(temperature)))
 
     @abstractmethod
     def parameters(self) -> Params:

@@ -48,5 +48,10 @@ class CythonGPT(Rung):
         state.append(token_id)
         return softmax_weights(self.model.next_token_logits(state), temperature)
 
+    def feed(self, state: list[int], token_ids: Sequence[int], first_pos: int,
+             temperature: float) -> list[float]:
+        state.extend(token_ids)  # one forward over the prefix, however many tokens are new
+        return softmax_weights(self.model.next_token_logits(state), temperature)
+
     def parameters(self) -> Params:
         return self.model.params.to_params()
