@@ -6,18 +6,19 @@ again as rungs of a ladder, each faster than the last. Every rung follows the co
 them compute the same thing.
 
     core      config, params, flat_params, data, tokenizers, batches, optim, gc_pause, machine,
-              settings: what every layer above shares
+              settings, files, checkpoint, scenarios: what every layer above shares
     rungs/    the ladder, one folder per chapter: rung1_scalar ... rung5_cython
     train/    training loops (one document per step, mini-batches), schedules, recipes
     measure/  benchmark harness, throughput, gradient checks, profiling, floors, traffic, ...
     notebook/ what only the chapters use: show_source, plots, widgets
+    cli       the `microgpt` command (train, sample, scenarios, bench)
 
 A module imports only from its own layer and the layers listed above it (tests/test_layering.py).
 """
 from microgpt_lib.config import PRESETS, ConfigError, GPTConfig
 from microgpt_lib.data import DatasetError, load_docs, load_text
 from microgpt_lib.params import init_params
-from microgpt_lib.rungs import available_rungs, get_rung
+from microgpt_lib.rungs import available_rungs, get_rung, load_rung
 from microgpt_lib.rungs.base import Rung
 from microgpt_lib.tokenizers import CharTokenizer, TokenError
 
@@ -32,6 +33,7 @@ __all__ = [
     "available_rungs",
     "get_rung",
     "init_params",
+    "load_rung",
     "load_docs",
     "load_text",
 ]
