@@ -125,6 +125,21 @@ def test_bits_per_byte_are_recorded_at_each_validation(tmp_path):
     run = TextRun.start(DATA["continuous"], tmp_path, RunSettings(**SETTINGS), "numpy", "float64")
     run.train(progress=False)
     h = run.trainer.history
-    assert h.val_steps == [5, 10, 12]
+    assert h.val_steps == [0, 5, 10, 12]
     # plain ASCII: one byte per character, so bits per byte is the loss in bits
     assert np.allclose(h.val_bits_per_byte, np.array(h.val_losses) / math.log(2))
+
+
+def test_a_killed_run_resumes_from_its_last_validation_checkpoint(tmp_path):
+    settings = RunSettings(**SETTINGS)
+    whole = TextRun.start(DATA["chunks"], tmp_path / "whole", settings, "cython", "float32")
+    whole.train(progress=False)
+    killed = TextRun.start(DATA["chunks"], tmp_path / "killed", settings, "cython", "float32")
+    # the trainer alone saves only at validations (step 5); "killed" at step 8, unsaved
+    killed.trainer.run(until=8, progress=False,
+                       on_validate=lambda _, improved: killed.save(improved))
+    assert killed.trainer.step == 8
+    resumed = TextRun.resume(DATA["chunks"], tmp_path / "killed")
+    assert resumed.trainer.step == 5
+    resumed.train(progress=False)
+    assert np.array_equal(resumed.backend.params.data, whole.backend.params.data)

@@ -240,8 +240,8 @@ class TextTrainer:
     def run(self, until: int | None = None, progress: bool = True,
             on_validate: Callable[["TextTrainer", bool], None] | None = None,
             max_seconds: float | None = None) -> str:
-        """Train to step `until` (default: the end); validate every eval_every steps and at the
-        end, calling on_validate(trainer, improved) (to save checkpoints). Returns "done",
+        """Train to step `until` (default: the end); validate before the first step, every
+        eval_every steps and at the end, calling after each but the first on_validate(trainer, improved) (to save checkpoints). Returns "done",
         "paused" (reached `until` or max_seconds) or "interrupted" (Ctrl-C or SIGTERM)."""
         s = self.settings
         until = s.steps if until is None else min(until, s.steps)
@@ -250,6 +250,8 @@ class TextTrainer:
         started, outcome = time.perf_counter(), "paused"
         limits = threadpool_limits(1, user_api="blas")
         try:
+            if self.step == 0 and not self.history.val_steps:
+                self.validate()  # where the untrained model starts
             with stop_requests() as stop:
                 while self.step < until:
                     loss = self.train_step()
