@@ -189,6 +189,10 @@ class ScenarioData:
 def token_byte_lengths(tokenizer: Any) -> np.ndarray:
     """(vocab,) number of UTF-8 bytes each token id stands for (0 for special tokens)."""
     lengths = np.zeros(tokenizer.vocab_size, dtype=np.int64)
+    table = getattr(tokenizer, "token_bytes", None)  # the byte string of each ordinary id
+    if table is not None:
+        lengths[: len(table)] = [len(b) for b in table]
+        return lengths
     for i in range(tokenizer.vocab_size):
         if i != tokenizer.bos:
             lengths[i] = len(tokenizer.decode([i]).encode("utf-8", "surrogatepass"))
