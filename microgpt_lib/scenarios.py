@@ -30,7 +30,7 @@ import numpy as np
 
 from microgpt_lib.batches import EncodedDocs
 from microgpt_lib.config import ConfigError, GPTConfig
-from microgpt_lib.data import REPO_ROOT, DatasetError, load_text, split_docs
+from microgpt_lib.data import REPO_ROOT, DatasetError, get_dataset, load_text, split_docs
 from microgpt_lib.tokenizers import CharTokenizer
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
@@ -133,6 +133,11 @@ def parse_scenario(name: str, doc: dict[str, Any], folder: Path) -> Scenario:
     if ("dataset" in data) == ("path" in data):
         raise fail("[data] needs exactly one of dataset (a registered name) or path (a text file)")
     path = None
+    if "dataset" in data:
+        try:
+            get_dataset(str(data["dataset"]))
+        except DatasetError as err:
+            raise fail(str(err)) from None
     if "path" in data:
         path = Path(str(data["path"])).expanduser()
         path = path if path.is_absolute() else folder / path

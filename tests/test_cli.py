@@ -151,3 +151,9 @@ def test_ctrl_c_saves_and_the_resumed_run_ends_where_an_uninterrupted_one_does(t
     a = load_checkpoint(last).weights.data
     b = load_checkpoint(tmp_path / "whole" / "tiny_chunks" / "last.safetensors").weights.data
     assert (a == b).all()
+
+
+def test_bench_hands_its_arguments_to_the_benchmark(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0 and "--rungs" in capsys.readouterr().out

@@ -74,6 +74,7 @@ def test_continuous_text_has_no_bos(folder):
     (("[train]", "[trian]"), "unknown tables"),
     (("chunk_chars = 5", "chunk_chars = 5\ncolour = 1"), r"unknown keys \['colour'\] in \[data\]"),
     (('path = "story.txt"', ""), "exactly one of dataset"),
+    (('path = "story.txt"', 'dataset = "wikipedia"'), "unknown dataset 'wikipedia'"),
     (("[model]", "[model\n"), "not valid TOML"),
 ])
 def test_a_bad_scenario_is_a_one_line_error(folder, change, message):
