@@ -1,7 +1,7 @@
 # The layers of the GPT in C: one forward/backward pair per layer, the twins, function for
 # function, of the NumPy layers of chapter 4 (same names, same equations), plus AdamW.
 #
-# Shapes (every size is a 64-bit integer):
+# Shapes (every size is a Py_ssize_t, 64 bits on the machines fastops builds for):
 #   N  = tokens in the packed batch        B  = sequences in it (cu_seqlens is (B+1,))
 #   T  = tokens of one sequence (<= block) C  = channels (n_embd)      OC = output channels
 #   NH = attention heads                   hd = C / NH, channels per head
