@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read once, when libgomp l
 
 KERNELS = (
     "MAX_THREADS", "activation_offsets", "adamw_update", "blas_library", "cpu_has_x86_64_v3",
+    "decode_step", "decode_workspace_size", "kv_cache_size",
     "get_attention_blas_threshold", "get_blas_threshold", "get_parallel_threshold", "gpt_loss",
     "openmp_enabled", "param_layout", "register_numpy_blas", "set_attention_blas_threshold",
     "set_blas_threshold", "set_parallel_threshold", "train_step", "unregister_blas",

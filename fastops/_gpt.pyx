@@ -9,6 +9,7 @@ The source is five files, read in this order (llm.c's train_gpt2.c, cut along it
   entry_points.pxi    what Python calls (train_step, gpt_loss, adamw_update, the layouts), each
                       checking its input first
   layer_wrappers.pxi  one Python function per kernel, for tests and timings
+  sampling.pxi        one token at a time with a KV cache, for sampling (chapter 8)
 
 A batch is a packed list of N real tokens (no padding): `cu_seqlens` (B+1,) marks where each
 sequence starts, so the matrix products run on (N, C) matrices and only attention looks at
@@ -31,3 +32,4 @@ include "kernels.pxi"
 include "model.pxi"
 include "entry_points.pxi"
 include "layer_wrappers.pxi"
+include "sampling.pxi"

@@ -180,9 +180,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, metavar="N", help="length of a chained sample, prompt included")
     p.add_argument("--checkpoint", default="best", metavar="{best,last,PATH}",
                    help="best (default), last, or a path to a checkpoint file")
-    p.add_argument("--rung", default="numpy", choices=available_rungs(), metavar="RUNG",
+    p.add_argument("--rung", default="cython", choices=available_rungs(), metavar="RUNG",
                    help="the rung that samples: any rung loads any checkpoint "
-                        f"({', '.join(available_rungs())}; default numpy)")
+                        f"({', '.join(available_rungs())}; default cython, the fastest)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: random)")
     p.set_defaults(func=cmd_sample)
 

@@ -1,7 +1,8 @@
 """Rung `cython` (chapter 5): the GPT's whole training step in one call into fastops' C kernels.
 
 `CythonGPT` is the single-document rung of the ladder on top of `FastopsModel` (`model.py`); the
-batched trainer's backend is in `batched_backend.py`.
+batched trainer's backend is in `batched_backend.py`. It samples one token at a time through
+fastops' KV cache (`fastops.decode_step`).
 """
 from __future__ import annotations
 
@@ -40,18 +41,12 @@ class CythonGPT(Rung):
     def train_step(self, tokens: Sequence[int], lr: float) -> float:
         return self.model.train_step(*self._packed(tokens), lr)
 
-    def start_sample(self) -> list[int]:
-        return []  # the tokens so far: each step runs the forward over the whole prefix
+    def start_sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.model.decode_buffers()  # one sample's KV cache, in fastops' layout
 
-    def next_token_probs(self, state: list[int], token_id: int, pos_id: int,
-                         temperature: float) -> list[float]:
-        state.append(token_id)
-        return softmax_weights(self.model.next_token_logits(state), temperature)
-
-    def feed(self, state: list[int], token_ids: Sequence[int], first_pos: int,
-             temperature: float) -> list[float]:
-        state.extend(token_ids)  # one forward over the prefix, however many tokens are new
-        return softmax_weights(self.model.next_token_logits(state), temperature)
+    def next_token_probs(self, state: tuple[np.ndarray, np.ndarray, np.ndarray], token_id: int,
+                         pos_id: int, temperature: float) -> list[float]:
+        return softmax_weights(self.model.decode_logits(state, token_id, pos_id), temperature)
 
     def parameters(self) -> Params:
         return self.model.params.to_params()

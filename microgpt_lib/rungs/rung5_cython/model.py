@@ -42,6 +42,7 @@ class FastopsModel:
         kind = "float" if self.dtype == np.float32 else "double"
         self._train_step = fastops.train_step[kind]
         self._gpt_loss = fastops.gpt_loss[kind]
+        self._decode_step = fastops.decode_step[kind]
 
     def _sizes(self) -> tuple[int, int, int, int, int]:
         c = self.config
@@ -78,6 +79,21 @@ class FastopsModel:
         fastops.adamw_update(self.params.data, self.grads.data, self.m.data, self.v.data, self.t,
                              lr, betas[0], betas[1], eps, weight_decay, clip_norm)
         self.grads.data[...] = 0
+
+    def decode_buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A fresh KV cache (n_layer, 2, block, n_embd), scratch and logits for one sample."""
+        c = self.config
+        return (np.zeros(fastops.kv_cache_size(c.n_embd, c.n_layer, c.block_size), self.dtype),
+                np.zeros(fastops.decode_workspace_size(c.n_embd, c.block_size), self.dtype),
+                np.zeros(c.vocab_size, self.dtype))
+
+    def decode_logits(self, buffers: tuple[np.ndarray, np.ndarray, np.ndarray], token_id: int,
+                      pos_id: int) -> np.ndarray:
+        """Logits (vocab,) after `token_id` at `pos_id`, with the KV cache of positions before
+        it in `buffers` (from decode_buffers; feed positions 0, 1, 2, ... in order)."""
+        kv, work, logits = buffers
+        self._decode_step(self.params.data, kv, work, logits, token_id, pos_id, *self._sizes())
+        return logits
 
     def next_token_logits(self, context: Sequence[int]) -> np.ndarray:
         """Logits (vocab,) for the token after `context` (at most block_size tokens)."""
