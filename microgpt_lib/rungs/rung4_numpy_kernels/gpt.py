@@ -177,32 +177,22 @@ class NumpyKernelsGPT(Rung):
         self.flat = FlatParams.from_params(config, params, dtype)
         self.grads = self.flat.zeros_like()
         self.adam = FlatAdam(self.flat)
-        self.grads_are_zero = True  # FlatAdam.step zeroes them; loss_and_grads leaves them set
 
-    def _forward_backward(self, tokens: Sequence[int]) -> float:
-        self.check_tokens(tokens)
-        ids = np.asarray(tokens, dtype=np.intp)
-        n = min(self.config.block_size, len(ids) - 1)
-        inputs, targets = ids[:n], ids[1 : n + 1]
-        if not self.grads_are_zero:
-            self.grads.data.fill(0.0)
-        self.grads_are_zero = False
-        loss, cache = gpt_forward(self.flat, inputs, targets)
+    def zero_grads(self) -> None:
+        self.grads.data.fill(0.0)
+
+    def forward_backward(self, ids: list[int]) -> float:
+        tokens = np.asarray(ids, dtype=np.intp)
+        n = min(self.config.block_size, len(tokens) - 1)
+        loss, cache = gpt_forward(self.flat, tokens[:n], tokens[1 : n + 1])
         gpt_backward(self.flat, self.grads, cache)
         return loss
 
-    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, np.ndarray]]:
-        loss = self._forward_backward(tokens)
-        return loss, {name: view.copy() for name, view in self.grads.views.items()}
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: view.copy() for name, view in self.grads.views.items()}
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        loss = self._forward_backward(tokens)
-        self.step(lr)
-        return loss
-
-    def step(self, lr: float) -> None:
-        self.adam.step(self.grads, lr)
-        self.grads_are_zero = True
+    def adam_step(self, lr: float) -> None:
+        self.adam.step(self.grads, lr)  # zeroes the gradients
 
     def start_sample(self) -> list[int]:
         return []  # the tokens so far: no KV cache, the whole prefix is recomputed
