@@ -15,21 +15,21 @@ import numbers
 class TrainingDiverged(FloatingPointError):
     """A training step produced a non-finite loss or gradient (the run has diverged).
 
-    `step` is the step that diverged (counting from 1) and `value` the offending number. The model
-    may hold non-finite weights afterwards: start again from saved weights or a fresh model.
+    `step` is the step that diverged (counting from 1) and `problem` says what went wrong. The
+    model may hold non-finite weights afterwards: start again from saved weights or a fresh model.
     """
 
-    def __init__(self, what: str, value: float, step: int, lr: float | None = None) -> None:
+    def __init__(self, problem: str, step: int, lr: float | None = None) -> None:
         hint = "try a smaller learning rate" + (f" than {lr:g}" if lr is not None else "")
-        super().__init__(f"training diverged at step {step}: the {what} is {value}; {hint}, "
+        super().__init__(f"training diverged at step {step}: {problem}; {hint}, "
                          "or clip the gradient norm")
-        self.what, self.value, self.step, self.lr = what, value, step, lr
+        self.problem, self.step, self.lr = problem, step, lr
 
 
 def check_finite(what: str, value: float, step: int, lr: float | None = None) -> float:
     """`value` if it is finite, else TrainingDiverged naming `what` (e.g. "loss") and the step."""
     if not math.isfinite(value):
-        raise TrainingDiverged(what, value, step, lr)
+        raise TrainingDiverged(f"the {what} is {value}", step, lr)
     return value
 
 

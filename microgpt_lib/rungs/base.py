@@ -6,7 +6,6 @@ mini-batch trainer drives (chapter 4's NumPy kernels, chapter 5's fastops).
 """
 from __future__ import annotations
 
-import math
 import operator
 import random
 from abc import ABC, abstractmethod
@@ -112,7 +111,7 @@ class Rung(ABC):
         except (ArithmeticError, ValueError) as err:
             if isinstance(err, ValueError) and str(err) != "math domain error":
                 raise
-            raise TrainingDiverged(f"loss ({err})", math.nan, self.steps_done + 1,
+            raise TrainingDiverged(f"computing the loss failed ({err})", self.steps_done + 1,
                                    *lr) from err
 
     # --- what a rung implements ---------------------------------------------------------------
