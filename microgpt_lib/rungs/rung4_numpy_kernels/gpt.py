@@ -8,7 +8,6 @@ update is one pass over the flat buffers (`FlatAdam`), with no temporaries alloc
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,36 +74,13 @@ class ActivationCache:
     losses: np.ndarray | None = None   # (..., T) per-position cross-entropy
 
 
-def check_batch(
-    config: GPTConfig, tokens: np.ndarray, targets: np.ndarray, mask: np.ndarray | None
-) -> None:
-    """Raise ValueError for wrong shapes, sequences longer than block_size or ids outside vocab."""
-    if tokens.ndim not in (1, 2) or tokens.shape != targets.shape:
-        raise ValueError(f"tokens and targets must both be (T,) or (B, T), got "
-                         f"{tokens.shape} and {targets.shape}")
-    if not (np.issubdtype(tokens.dtype, np.integer) and np.issubdtype(targets.dtype, np.integer)):
-        raise ValueError(f"token ids must be integers, got {tokens.dtype} and {targets.dtype}")
-    T = tokens.shape[-1]
-    if not 1 <= T <= config.block_size:
-        raise ValueError(f"sequence length {T} is outside 1..block_size ({config.block_size})")
-    for name, ids in (("tokens", tokens), ("targets", targets)):
-        if ids.min() < 0 or ids.max() >= config.vocab_size:
-            raise ValueError(f"{name} hold ids outside the vocabulary 0..{config.vocab_size - 1}")
-    if mask is not None:
-        if mask.shape != tokens.shape:
-            raise ValueError(f"mask must have the tokens' shape {tokens.shape}, got {mask.shape}")
-        if np.any((mask != 0) & (mask != 1)) or np.any(np.diff(mask, axis=-1) > 0):
-            raise ValueError("mask rows must be ones then zeros (right padding only)")
-        if not mask.any():
-            raise ValueError("mask has no real position: nothing to predict")
-
-
 def gpt_forward(
     params: FlatParams, tokens: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None
 ) -> tuple[float, ActivationCache]:
     """Mean cross-entropy over real positions, and the activation cache for gpt_backward.
 
-    tokens, targets: (T,) or (B, T) int arrays (checked by the caller with check_batch);
+    tokens, targets: (T,) or (B, T) int arrays (checked by the caller: `Rung.check_tokens`,
+    `batches.check_batch`);
     mask: None or (B, T) of 1.0 (real) / 0.0 (padding), see layers.py.
     """
     cfg, w = params.config, params.views

@@ -5,7 +5,6 @@ batched trainer's backend is in `batched_backend.py`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 
