@@ -45,22 +45,13 @@ class Rung(ABC):
     def check_tokens(self, tokens: Sequence[int]) -> list[int]:
         """The document as a list of ints; TypeError for ids that are not integers (1.9, True,
         "a") or a document that is not a sequence, ValueError for fewer than 2 tokens or ids
-        outside the vocabulary."""
-        if isinstance(tokens, np.ndarray):
-            if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
-                raise TypeError(f"a document is a 1-d array of integer token ids, got a "
-                                f"{tokens.ndim}-d array of {tokens.dtype}")
-            ids = tokens.tolist()
-        elif isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
-            raise TypeError(f"a document is a sequence of token ids, got {type(tokens).__name__}")
-        else:
-            ids = list(tokens)
-            if set(map(type, ids)) != {int}:  # anything but plain ints: check each one
-                for t in ids:
-                    if isinstance(t, (bool, np.bool_)) or not hasattr(t, "__index__"):
-                        raise TypeError(f"token ids must be integers, got "
-                                        f"{type(t).__name__} {t!r}")
-                ids = [operator.index(t) for t in ids]
+        outside the vocabulary. (Cheap: every training step of every rung runs it.)"""
+        try:
+            ids = list(map(operator.index, tokens))  # TypeError for 1.9, "a", None, numpy bools
+        except TypeError:
+            raise TypeError(_not_token_ids(tokens)) from None
+        if bool in map(type, tokens):  # True is an int to Python, never a token id
+            raise TypeError("token ids must be integers, got a bool")
         if len(ids) < 2:
             raise ValueError(f"a document needs at least 2 tokens to predict one, got {len(ids)}")
         vocab = self.config.vocab_size
@@ -170,6 +161,18 @@ class Rung(ABC):
     @abstractmethod
     def parameters(self) -> Params:
         """The current weights as nested lists of floats."""
+
+
+def _not_token_ids(tokens: object) -> str:
+    """Why `tokens` is not a sequence of token ids (for the TypeError of check_tokens)."""
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+        return f"a document is a sequence of token ids, got {type(tokens).__name__}"
+    for t in tokens:
+        try:
+            operator.index(t)
+        except TypeError:
+            return f"token ids must be integers, got {type(t).__name__} {t!r}"
+    return "token ids must be integers"
 
 
 def softmax_weights(logits: np.ndarray, temperature: float) -> list[float]:
