@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,7 +69,7 @@ class Rung(ABC):
         ids = self.check_tokens(tokens)
         self.zero_grads()
         self.grads_pending = True
-        loss = self._diverging_math(self.forward_backward, ids)
+        loss = self._computed_loss(self.forward_backward, ids)
         return check_finite("loss", loss, self.steps_done + 1), self.gradients()
 
     def step(self, lr: float) -> None:
@@ -89,21 +89,22 @@ class Rung(ABC):
         if self.grads_pending:  # left by loss_and_grads: this step uses this document's only
             self.zero_grads()
         self.grads_pending = True
-        loss = self._diverging_math(self.forward_backward_step, ids, lr)
+        loss = self._computed_loss(self.forward_backward_step, ids, lr, lr=lr)
         self.grads_pending = False
         self.steps_done += 1
         return check_finite("loss", loss, self.steps_done, lr)
 
-    def _diverging_math(self, compute: Any, ids: list[int], *lr: float) -> float:
-        """compute(ids, *lr), with a failure of pure-Python math (the log of 0, an overflowing
+    def _computed_loss(self, compute: Callable[..., float], *args: Any,
+                       lr: float | None = None) -> float:
+        """compute(*args), with a failure of pure-Python math (the log of 0, an overflowing
         exp: the input is checked already, so only the weights can cause it) as TrainingDiverged."""
         try:
-            return compute(ids, *lr)
+            return compute(*args)
         except (ArithmeticError, ValueError) as err:
             if isinstance(err, ValueError) and str(err) != "math domain error":
                 raise
             raise TrainingDiverged(f"computing the loss failed ({err})", self.steps_done + 1,
-                                   *lr) from err
+                                   lr) from err
 
     # --- what a rung implements ---------------------------------------------------------------
 
