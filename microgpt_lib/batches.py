@@ -84,10 +84,10 @@ def check_batch(batch: PaddedBatch, config: GPTConfig) -> PaddedBatch:
     for name, ids in (("tokens", tokens), ("targets", targets)):
         if ids.min() < 0 or ids.max() >= config.vocab_size:
             raise ValueError(f"{name} hold ids outside the vocabulary 0..{config.vocab_size - 1}")
-    if not np.all((mask == 0) | (mask == 1)):
-        raise ValueError("mask values must be exactly 0 (padding) or 1 (real)")
-    lengths = np.count_nonzero(mask, axis=1)
-    if not np.array_equal(mask != 0, np.arange(n_cols) < lengths[:, None]):
+    lengths = np.count_nonzero(mask == 1, axis=1)
+    if not np.array_equal(mask, np.arange(n_cols) < lengths[:, None]):  # one pass checks both:
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError("mask values must be exactly 0 (padding) or 1 (real)")
         raise ValueError("each row of the mask must mark its real tokens first, then padding")
     if lengths.min() == 0:
         raise ValueError(f"row {int(np.argmin(lengths))} of the batch has no real position")
