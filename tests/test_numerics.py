@@ -206,3 +206,12 @@ def test_both_batched_backends_agree_on_a_good_batch():
     cython_backend = CythonBackend(CONFIG, PARAMS, np.float64)
     assert abs(numpy_backend.forward_backward(GOOD) - cython_backend.forward_backward(GOOD)) < 1e-12
     np.testing.assert_allclose(numpy_backend.grads.data, cython_backend.grads.data, atol=1e-12)
+
+
+def test_fastops_model_rejecting_bad_tokens_leaves_its_step_count():
+    model = FastopsModel(CONFIG, PARAMS)
+    model.train_step(np.array([6, 1, 2]), np.array([1, 2, 6]), np.array([0, 3]), 0.01)
+    before = flat_state(model.params.data, model.m.data, model.v.data) + [model.t]
+    with pytest.raises(ValueError):
+        model.train_step(np.array([6, 9, 2]), np.array([1, 2, 6]), np.array([0, 3]), 0.01)
+    assert flat_state(model.params.data, model.m.data, model.v.data) + [model.t] == before
