@@ -178,3 +178,16 @@ def test_scalar_rung_backpropagates_a_deep_graph_at_the_default_recursion_limit(
     assert abs(loss - fast_loss) < 1e-12
     for name, g in grads.items():
         np.testing.assert_allclose(g, fast_grads[name], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda p: p["wte"][0].__setitem__(0, math.nan), lambda p: p["lm_head"][1].__setitem__(2, math.inf),
+    lambda p: p["wpe"][0].__setitem__(0, "0.1"), lambda p: p["wte"][2].pop(),
+    lambda p: p["wte"].pop(), lambda p: p.pop("lm_head"),
+])
+@pytest.mark.parametrize("rung", available_rungs())
+def test_every_rung_rejects_unusable_weights(rung, spoil):
+    params = init_params(CONFIG, seed=3)
+    spoil(params)
+    with pytest.raises(ValueError):
+        get_rung(rung)(CONFIG, params)
