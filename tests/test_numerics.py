@@ -215,3 +215,10 @@ def test_fastops_model_rejecting_bad_tokens_leaves_its_step_count():
     with pytest.raises(ValueError):
         model.train_step(np.array([6, 9, 2]), np.array([1, 2, 6]), np.array([0, 3]), 0.01)
     assert flat_state(model.params.data, model.m.data, model.v.data) + [model.t] == before
+
+
+def test_capstone_stops_a_diverging_run():
+    tiny = Recipe(n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=2, eval_iters=1,
+                  learning_rate=1e300, warmup_iters=0)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match="at step [2-5]:"):
+        train_char_gpt(tiny, iters=5, num_threads=1, progress=False)

@@ -102,19 +102,18 @@ def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: 
     rng = np.random.default_rng(seed)
     iters = r.max_iters if iters is None else iters
     run = CharRun(iters=iters, model=model, text=text)
-    bar = tqdm(total=iters, desc="shakespeare", disable=not progress)
     start = time.perf_counter()
-    for it in range(iters):
-        x, y = random_windows(text.train, r.batch_size, r.block_size, rng)
-        batch = pack(PaddedBatch.from_windows(x, y))
-        lr = nanogpt_lr(it, r.learning_rate, r.min_lr, r.warmup_iters, r.lr_decay_iters)
-        loss = check_finite("loss", model.train_step(*batch, lr, (r.beta1, r.beta2), 1e-8,
-                                                     r.weight_decay, r.grad_clip), it + 1, lr)
-        run.losses.append(loss)
-        bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
-        bar.update()
+    with tqdm(total=iters, desc="shakespeare", disable=not progress) as bar:
+        for it in range(iters):
+            x, y = random_windows(text.train, r.batch_size, r.block_size, rng)
+            batch = pack(PaddedBatch.from_windows(x, y))
+            lr = nanogpt_lr(it, r.learning_rate, r.min_lr, r.warmup_iters, r.lr_decay_iters)
+            loss = model.train_step(*batch, lr, (r.beta1, r.beta2), 1e-8, r.weight_decay,
+                                    r.grad_clip)
+            run.losses.append(check_finite("loss", loss, it + 1, lr))
+            bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+            bar.update()
     run.train_seconds = time.perf_counter() - start
-    bar.close()
     eval_rng = np.random.default_rng(seed + 1)
     run.train_loss = estimate_loss(model, text.train, r, eval_rng)
     run.val_loss = estimate_loss(model, text.val, r, eval_rng)
