@@ -1,6 +1,12 @@
 """The command-line tools: a bad flag is one line and exit code 2, outputs never overwrite or land
 in the repository by default, and Ctrl-C saves what the run has, marked partial, with exit 130."""
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +132,26 @@ def test_bench_interrupted_saves_what_it_measured(tmp_path, monkeypatch, capsys)
     assert saved["partial"] is True
     assert [m["rung"] for m in saved["measurements"]] == ["numpy_kernels"]
     assert "interrupted after 1 measurements" in capsys.readouterr().err
+
+
+def test_ctrl_c_on_a_real_makemore_process_saves_a_partial_record(tmp_path):
+    """SIGINT to a running `python -m microgpt_lib.train.makemore`: exit 130, valid JSON, partial."""
+    pytest.importorskip("fastops", reason="fastops is not built: run `make build`")
+    out = tmp_path / "run.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microgpt_lib.train.makemore", "--steps", "1000000",
+         "--backend", "cython", "--json", str(out)],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        seen, deadline = b"", time.monotonic() + 60
+        while not re.search(rb"[1-9]\d*/1000000", seen):  # the progress bar shows a step done
+            assert proc.poll() is None and time.monotonic() < deadline, seen.decode()[-500:]
+            seen += proc.stderr.read1(4096)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    record = json.loads(out.read_text())
+    assert record["partial"] is True and record["steps"] >= 1
