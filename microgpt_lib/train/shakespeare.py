@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from microgpt_lib.batches import CharText, PaddedBatch, char_text, pack, random_windows
 from microgpt_lib.config import GPTConfig
+from microgpt_lib.numerics import check_count, check_finite, check_lr, check_nonnegative
 from microgpt_lib.params import INIT_STD, init_params
-from microgpt_lib.rungs.rung5_cython.model import FastopsModel
+from microgpt_lib.rungs.rung5_cython.model import FastopsModel, check_adamw
 from microgpt_lib.train.schedules import nanogpt_lr
 
 
@@ -43,6 +44,21 @@ class Recipe:
     grad_clip: float = 1.0
     eval_iters: int = 20
     init_std: float = 0.02  # nanoGPT's init; residual projections get init_std / sqrt(2 n_layer)
+
+    def check(self) -> None:
+        """ValueError (or TypeError) for a setting no run can use, before anything is loaded."""
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_iters"):
+            check_count(name, getattr(self, name))
+        check_count("max_iters", self.max_iters, minimum=0)
+        check_count("warmup_iters", self.warmup_iters, minimum=0)
+        if not self.warmup_iters < self.lr_decay_iters:
+            raise ValueError(f"lr_decay_iters ({self.lr_decay_iters}) must be greater than "
+                             f"warmup_iters ({self.warmup_iters})")
+        check_lr(self.learning_rate)
+        check_lr(self.min_lr)
+        check_adamw((self.beta1, self.beta2), 1e-8, self.weight_decay, self.grad_clip)
+        if not check_nonnegative("init_std", self.init_std) > 0:
+            raise ValueError("init_std must be > 0")
 
 
 def estimate_loss(model: FastopsModel, data: np.ndarray, r: Recipe,
@@ -69,7 +85,13 @@ class CharRun:
 
 def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: int = 2,
                    dtype=np.float32, seed: int = 1337, progress: bool = True) -> CharRun:
-    """Train our GPT on tiny Shakespeare with recipe r (optionally only `iters` iterations)."""
+    """Train our GPT on tiny Shakespeare with recipe r (optionally only `iters` iterations).
+
+    The recipe is checked before the text is loaded; a non-finite loss raises TrainingDiverged.
+    """
+    r.check()
+    if iters is not None:
+        check_count("iters", iters, minimum=0)
     text = char_text("tinyshakespeare")
     config = GPTConfig(r.n_embd, r.n_head, r.n_layer, r.block_size, text.vocab_size)
     model = FastopsModel(config, init_params(config, seed=seed), dtype, num_threads)
@@ -80,19 +102,18 @@ def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: 
     rng = np.random.default_rng(seed)
     iters = r.max_iters if iters is None else iters
     run = CharRun(iters=iters, model=model, text=text)
-    bar = tqdm(total=iters, desc="shakespeare", disable=not progress)
     start = time.perf_counter()
-    for it in range(iters):
-        x, y = random_windows(text.train, r.batch_size, r.block_size, rng)
-        batch = pack(PaddedBatch.from_windows(x, y))
-        lr = nanogpt_lr(it, r.learning_rate, r.min_lr, r.warmup_iters, r.lr_decay_iters)
-        loss = model.train_step(*batch, lr, (r.beta1, r.beta2), 1e-8, r.weight_decay,
-                                r.grad_clip)
-        run.losses.append(loss)
-        bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
-        bar.update()
+    with tqdm(total=iters, desc="shakespeare", disable=not progress) as bar:
+        for it in range(iters):
+            x, y = random_windows(text.train, r.batch_size, r.block_size, rng)
+            batch = pack(PaddedBatch.from_windows(x, y))
+            lr = nanogpt_lr(it, r.learning_rate, r.min_lr, r.warmup_iters, r.lr_decay_iters)
+            loss = model.train_step(*batch, lr, (r.beta1, r.beta2), 1e-8, r.weight_decay,
+                                    r.grad_clip)
+            run.losses.append(check_finite("loss", loss, it + 1, lr))
+            bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+            bar.update()
     run.train_seconds = time.perf_counter() - start
-    bar.close()
     eval_rng = np.random.default_rng(seed + 1)
     run.train_loss = estimate_loss(model, text.train, r, eval_rng)
     run.val_loss = estimate_loss(model, text.val, r, eval_rng)
