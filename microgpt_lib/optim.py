@@ -20,7 +20,7 @@ EPS = 1e-8
 def adam_update_numpy(params, grads, m, v, t: int, lr: float) -> None:
     """In place on NumPy arrays of one shape: Adam moments, bias-corrected update, grads reset.
 
-    The reference for `fastops.adam_update` and the optimiser of the NumPy rungs; t counts from 1.
+    The reference for `fastops.adamw_update` (without weight decay) and the optimiser of the NumPy rungs; t counts from 1.
     """
     m *= BETA1
     m += (1 - BETA1) * grads
