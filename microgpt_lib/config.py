@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Sizes of the GPT in MODEL.md: embedding width, heads, layers, context length, vocabulary."""
+    """Sizes of the GPT (the book's page "The model, exactly"): embedding width, heads, layers, context length, vocabulary."""
 
     n_embd: int = 16
     n_head: int = 4
@@ -67,7 +67,7 @@ class GPTConfig:
         return f"e{self.n_embd}_L{self.n_layer}_b{self.block_size}"
 
     def param_shapes(self) -> dict[str, tuple[int, int]]:
-        """Every weight matrix as (rows, cols) = (out, in), in MODEL.md's initialisation order."""
+        """Every weight matrix as (rows, cols) = (out, in), in the specification's initialisation order."""
         e, v = self.n_embd, self.vocab_size
         shapes = {"wte": (v, e), "wpe": (self.block_size, e), "lm_head": (v, e)}
         for i in range(self.n_layer):

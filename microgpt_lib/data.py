@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import tempfile
 import tomllib
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from microgpt_lib.tokenizers import CharTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -117,5 +121,23 @@ def load_text(name: str) -> str:
 
 
 def load_docs(name: str = "names") -> list[str]:
-    """The dataset's non-empty lines, stripped: for names, one document per name (MODEL.md)."""
+    """The dataset's non-empty lines, stripped: for names, one document per name."""
     return [line.strip() for line in load_text(name).splitlines() if line.strip()]
+
+
+def split_docs(docs: Sequence[str], val_fraction: float = 0.1, seed: int = 1337
+               ) -> tuple[list[str], list[str]]:
+    """A fixed random split (train, val): val_fraction of the docs, chosen with `seed`."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(len(docs) * val_fraction))
+    return [docs[i] for i in order[n_val:]], [docs[i] for i in order[:n_val]]
+
+
+def names_corpus(seed: int = 42) -> tuple[list[str], CharTokenizer]:
+    """names.txt shuffled as in Karpathy's script, and its tokenizer."""
+    docs = load_docs("names")
+    random.Random(seed).shuffle(docs)
+    return docs, CharTokenizer.from_docs(docs)

@@ -1,15 +1,19 @@
-"""Adam and its learning-rate schedule, as MODEL.md fixes them for every rung."""
+"""Adam, as the model specification fixes it for every rung: constants, array updates, FlatAdam.
+
+Core of the ladder: the NumPy rungs update per matrix (`adam_update_numpy*`), the kernel rungs and
+the batched trainer over one flat buffer (`FlatAdam`); the learning-rate schedules that feed them
+live in `microgpt_lib.train.schedules`.
+"""
 from __future__ import annotations
+
+import numpy as np
+
+from microgpt_lib.flat_params import FlatParams
 
 LEARNING_RATE = 0.01
 BETA1 = 0.85
 BETA2 = 0.99
 EPS = 1e-8
-
-
-def linear_decay_lr(step: int, num_steps: int, base_lr: float = LEARNING_RATE) -> float:
-    """Karpathy's schedule: base_lr at step 0, falling linearly towards 0 at num_steps."""
-    return base_lr * (1 - step / num_steps)
 
 
 def adam_update_numpy(params, grads, m, v, t: int, lr: float) -> None:
@@ -52,3 +56,43 @@ def adam_update_numpy_preallocated(params, grads, m, v, t: int, lr: float, work)
     b *= lr
     params -= b
     grads[...] = 0
+
+
+class FlatAdam:
+    """Adam over flat buffers (the specification's constants), in place, through one preallocated scratch.
+
+    It stores the moments scaled, m' = m / (1 - beta1) and v' = v / (1 - beta2), which turns
+    `m = beta1 m + (1 - beta1) g` into `m' = beta1 m' + g`: one pass fewer per moment.
+    """
+
+    def __init__(self, params: FlatParams, weight_decay: float = 0.0) -> None:
+        self.params = params
+        self.weight_decay = weight_decay  # decoupled (AdamW): p -= lr * weight_decay * p
+        self.m = np.zeros_like(params.data)  # m / (1 - beta1)
+        self.v = np.zeros_like(params.data)  # v / (1 - beta2)
+        self.scratch = np.empty_like(params.data)
+        self.t = 0
+
+    def step(self, grads: FlatParams, lr: float) -> None:
+        """m, v <- moments of grads; p -= lr * m_hat / (sqrt(v_hat) + eps); grads <- 0.
+
+        With c1 = 1 - beta1^t, c2 = 1 - beta2^t and a = sqrt((1 - beta2) / c2):
+        m_hat = (1 - beta1) m' / c1 and sqrt(v_hat) = a sqrt(v'), so the update is
+        p -= (lr (1 - beta1) / (c1 a)) * m' / (sqrt(v') + eps / a): five passes.
+        """
+        self.t += 1
+        g, m, v, s = grads.data, self.m, self.v, self.scratch
+        m *= BETA1
+        m += g
+        v *= BETA2
+        np.multiply(g, g, out=s)
+        v += s
+        a = ((1 - BETA2) / (1 - BETA2**self.t)) ** 0.5
+        np.sqrt(v, out=s)
+        s += EPS / a
+        np.divide(m, s, out=s)
+        s *= lr * (1 - BETA1) / ((1 - BETA1**self.t) * a)
+        if self.weight_decay:
+            self.params.data *= 1 - lr * self.weight_decay
+        self.params.data -= s
+        g.fill(0.0)

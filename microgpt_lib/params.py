@@ -1,9 +1,9 @@
-"""The one parameter initialisation every rung starts from (MODEL.md order), as nested lists."""
+"""The one parameter initialisation every rung starts from (the specification's order), as nested lists."""
 from __future__ import annotations
 
 import random
 
-from .config import GPTConfig
+from microgpt_lib.config import GPTConfig
 
 Matrix = list[list[float]]
 Params = dict[str, Matrix]
@@ -12,7 +12,7 @@ INIT_STD = 0.08
 
 
 def init_params(config: GPTConfig, seed: int = 0, rng: random.Random | None = None) -> Params:
-    """Draw every weight from N(0, 0.08), matrix by matrix and row by row, in MODEL.md's order.
+    """Draw every weight from N(0, 0.08), matrix by matrix and row by row, in the specification's order.
 
     Pass `rng` instead of `seed` to continue an existing random stream: Karpathy's script shuffles the
     documents first and then draws the weights from the same generator, and reproducing his run

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from microgpt_lib.autograd import Value, topological_order
-from microgpt_lib.gradcheck import central_difference, relative_error
+from microgpt_lib.measure.gradcheck import central_difference, relative_error
+from microgpt_lib.rungs.rung1_scalar.value import Value, topological_order
 
 OPS = {
     "add": lambda a, b: a + b, "radd": lambda a, b: 2.5 + a, "mul": lambda a, b: a * b,

@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-from microgpt_lib.batched import (
-    EncodedDocs, NumpyBackend, TrainSettings, lr_at, split_docs, train_batched,
-)
-from microgpt_lib.bench import names_corpus
+from microgpt_lib.batches import EncodedDocs
 from microgpt_lib.config import GPTConfig
-from microgpt_lib.optim import linear_decay_lr
+from microgpt_lib.data import names_corpus, split_docs
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs import get_rung
-from microgpt_lib.tokenizer import TokenError
+from microgpt_lib.rungs.rung4_numpy_kernels.batched_backend import NumpyBackend
+from microgpt_lib.tokenizers import TokenError
+from microgpt_lib.train.batched import TrainSettings, train_batched
+from microgpt_lib.train.schedules import linear_decay_lr, lr_at
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def config(corpus):
 def test_batched_trainer_with_batch_of_one_matches_fused_rung(corpus, config):
     docs, tok = corpus
     params = init_params(config, seed=0)
-    fused = get_rung("fused")(config, params)
+    fused = get_rung("numpy_kernels")(config, params)
     steps = 25
     rung_losses = [fused.train_step(tok.encode_doc(docs[s]), linear_decay_lr(s, steps))
                    for s in range(steps)]
@@ -69,7 +69,7 @@ def test_masked_padding_changes_nothing(corpus, config):
 
 def test_padding_positions_get_zero_loss_gradient(corpus, config):
     docs, tok = corpus
-    from microgpt_lib.fused_gpt import gpt_forward
+    from microgpt_lib.rungs.rung4_numpy_kernels.gpt import gpt_forward
     backend = NumpyBackend(config, init_params(config, seed=1))
     batch = EncodedDocs.encode(docs[:6], tok, config.block_size).batch(np.arange(6))
     _, cache = gpt_forward(backend.params, batch.tokens, batch.targets, batch.mask)
@@ -166,22 +166,22 @@ def test_time_budget_stops_training_and_validates_at_the_stop(corpus, config):
 
 
 def test_rung_curve_measures_validation_off_the_clock(corpus, config):
-    from microgpt_lib.curves import rung_curve
+    from microgpt_lib.measure.curves import rung_curve
     docs, tok = corpus
     train, val = split_docs(docs[:400])
     val_enc = EncodedDocs.encode(val, tok, config.block_size)
-    curve = rung_curve("fused", config, init_params(config, seed=0), train, val_enc, tok,
+    curve = rung_curve("numpy_kernels", config, init_params(config, seed=0), train, val_enc, tok,
                        num_steps=30, num_evals=4)
     assert curve.steps == [0, 10, 19, 29] and len(curve.val_losses) == 4
     assert curve.seconds == sorted(curve.seconds) and curve.val_losses[-1] < curve.val_losses[0]
-    short = rung_curve("fused", config, init_params(config, seed=0), train, val_enc, tok,
+    short = rung_curve("numpy_kernels", config, init_params(config, seed=0), train, val_enc, tok,
                        num_steps=30, num_evals=4, max_seconds=0.0)
     assert short.steps == [0]
 
 
 def test_weight_decay_is_decoupled_from_the_gradient(config):
-    from microgpt_lib.flat import FlatParams
-    from microgpt_lib.fused_gpt import FlatAdam
+    from microgpt_lib.flat_params import FlatParams
+    from microgpt_lib.optim import FlatAdam
     params = FlatParams.from_params(config, init_params(config, seed=0))
     start = params.data.copy()
     grads = params.zeros_like()  # zero gradient: plain Adam would not move at all
@@ -192,7 +192,7 @@ def test_weight_decay_is_decoupled_from_the_gradient(config):
 
 
 def test_fresh_process_throughput_reports_real_tokens():
-    from microgpt_lib.batched import fresh_process_throughput
+    from microgpt_lib.measure.throughput import fresh_process_throughput
     for keep in (False, True):
         t = fresh_process_throughput("e16_L1_b8", 4, steps=2, keep_freed=keep)
         assert t.batch_size == 4 and t.median_ms > 0 and t.tokens_per_second > 0

@@ -1,7 +1,7 @@
 """The benchmark harness: what it measures and reports (never how fast anything is)."""
 import json
 
-from microgpt_lib import bench
+from microgpt_lib.measure import bench
 
 
 def test_time_training_counts_only_timed_steps():

@@ -27,7 +27,6 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
 import yaml
-
 from chromium import Chromium, DevToolsError, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]

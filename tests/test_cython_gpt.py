@@ -3,13 +3,17 @@ import numpy as np
 import pytest
 
 from microgpt_lib import GPTConfig, get_rung, init_params
-from microgpt_lib.bench import names_corpus
+from microgpt_lib.data import names_corpus
 
 fastops = pytest.importorskip(
     "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
-from microgpt_lib.cython_backend import CythonBackend, FastopsAdam  # noqa: E402
-from microgpt_lib.packing import padded_batch  # noqa: E402
-from microgpt_lib.cython_gpt import CythonGPT  # noqa: E402
+from microgpt_lib.batches import PaddedBatch  # noqa: E402
+from microgpt_lib.rungs.rung5_cython.batched_backend import (  # noqa: E402
+    CythonBackend,
+    FastopsAdam,
+)
+from microgpt_lib.rungs.rung4_numpy_kernels.batched_backend import NumpyBackend  # noqa: E402
+from microgpt_lib.rungs.rung5_cython.gpt import CythonGPT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +92,7 @@ def test_batched_backend_equals_the_token_weighted_mean_of_single_documents(
     params = init_params(config, seed=5)
     batch = docs[:7]
     backend = CythonBackend(config, params, dtype=np.float64, num_threads=num_threads)
-    loss = backend.forward_backward(padded_batch(batch, config.block_size))
+    loss = backend.forward_backward(PaddedBatch.from_sequences(batch, config.block_size))
     single = CythonGPT(config, params)
     counts = [min(config.block_size, len(t) - 1) for t in batch]
     want_loss, want_grads = 0.0, {k: 0.0 for k in backend.grads.views}
@@ -101,15 +105,12 @@ def test_batched_backend_equals_the_token_weighted_mean_of_single_documents(
 
 
 def test_batched_backend_matches_chapter4_numpy_backend(names):
-    batched = pytest.importorskip(
-        "microgpt_lib.batched", reason="chapter 4's batched trainer is not merged into this branch")
     docs, tok = names
     config = GPTConfig(n_embd=20, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
     params = init_params(config, seed=7)
-    padded = padded_batch(docs[:9], config.block_size)
-    batch = batched.Batch(padded.tokens, padded.targets, padded.mask)
+    batch = PaddedBatch.from_sequences(docs[:9], config.block_size)
     ours = CythonBackend(config, params, dtype=np.float64)
-    theirs = batched.NumpyBackend(config, params, dtype=np.float64)
+    theirs = NumpyBackend(config, params, dtype=np.float64)
     assert ours.forward_backward(batch) == pytest.approx(theirs.forward_backward(batch), abs=1e-12)
     assert np.max(np.abs(ours.grads.data - theirs.grads.data)) < 1e-12
     assert ours.loss(batch) == pytest.approx(theirs.loss(batch), abs=1e-12)
@@ -122,7 +123,7 @@ def test_fused_train_step_equals_forward_backward_then_fastops_adam(names):
     fused, split = (CythonBackend(config, params, np.float64) for _ in range(2))
     adam = FastopsAdam(split.params)
     for i in range(5):
-        batch = padded_batch(docs[4 * i : 4 * i + 4], config.block_size)
+        batch = PaddedBatch.from_sequences(docs[4 * i : 4 * i + 4], config.block_size)
         loss_a = fused.train_step(batch, 0.01)
         loss_b = split.forward_backward(batch)
         adam.step(split.grads, 0.01)
@@ -137,7 +138,7 @@ def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_
     docs, tok = names
     config = GPTConfig(n_embd=24, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
     params = init_params(config, seed=11)
-    batch = padded_batch(docs[:30], config.block_size)
+    batch = PaddedBatch.from_sequences(docs[:30], config.block_size)
     hand = CythonBackend(config, params, np.float64, num_threads)
     loss_hand = hand.forward_backward(batch)
     if enable_numpy_blas(threshold=0) is None:

@@ -5,9 +5,10 @@ import pytest
 fastops = pytest.importorskip(
     "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 from microgpt_lib import GPTConfig, init_params  # noqa: E402
-from microgpt_lib.cython_backend import CythonBackend  # noqa: E402
-from microgpt_lib.packing import padded_batch  # noqa: E402
-from microgpt_lib.cython_gpt import CythonGPT, FastopsModel  # noqa: E402
+from microgpt_lib.batches import PaddedBatch  # noqa: E402
+from microgpt_lib.rungs.rung5_cython.batched_backend import CythonBackend  # noqa: E402
+from microgpt_lib.rungs.rung5_cython.gpt import CythonGPT
+from microgpt_lib.rungs.rung5_cython.model import FastopsModel  # noqa: E402
 
 CONFIG = GPTConfig(n_embd=8, n_head=2, n_layer=1, block_size=6, vocab_size=5)
 
@@ -36,7 +37,7 @@ def test_sequences_longer_than_the_block_are_rejected(model):
     with pytest.raises(ValueError, match="block_size"):
         model.loss(*packed([1] * 7))
     backend = CythonBackend(CONFIG, init_params(CONFIG))
-    batch = padded_batch([[4, 1, 2, 4]], 6)
+    batch = PaddedBatch.from_sequences([[4, 1, 2, 4]], 6)
     batch.tokens = np.zeros((1, 7), dtype=np.int64)
     batch.targets = np.zeros((1, 7), dtype=np.int64)
     batch.mask = np.ones((1, 7))
@@ -52,7 +53,7 @@ def test_inconsistent_batches_are_rejected(model):
         model.loss(tokens, targets[:2], np.array([0, 3], dtype=np.int64))
     with pytest.raises(ValueError, match="mask"):
         CythonBackend(CONFIG, init_params(CONFIG)).loss(
-            padded_batch([[4, 1, 4]], 6).__class__(np.zeros((1, 3), np.int64),
+            PaddedBatch.from_sequences([[4, 1, 4]], 6).__class__(np.zeros((1, 3), np.int64),
                                                    np.zeros((1, 3), np.int64),
                                                    np.array([[1.0, 0.0, 1.0]])))
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 fastops = pytest.importorskip("fastops", reason="fastops is not built: run `make build`")
+from microgpt_lib.batches import pack_sequences  # noqa: E402
 from microgpt_lib.config import GPTConfig  # noqa: E402
-from microgpt_lib.cython_gpt import FastopsModel  # noqa: E402
 from microgpt_lib.params import init_params  # noqa: E402
+from microgpt_lib.rungs.rung5_cython.model import FastopsModel  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +51,7 @@ def test_both_builds_train_alike():
         model = FastopsModel(config, init_params(config, seed=3))
         start = model.params.data.copy()
         model._train_step = module.train_step["double"]
-        losses = [model.train_step(*model.pack([doc]), lr=0.01) for doc in docs[:5]]
+        losses = [model.train_step(*pack_sequences([doc], config.block_size), lr=0.01) for doc in docs[:5]]
         assert not np.array_equal(model.params.data, start)
         results.append((np.array(losses), model.params.data.copy()))
     (loss_a, w_a), (loss_b, w_b) = results

@@ -1,11 +1,11 @@
-"""Each fastops kernel against its NumPy twin in chapter 4's microgpt_lib.layers, on odd sizes."""
+"""Each fastops kernel against its NumPy twin in chapter 4's microgpt_lib.rungs.rung4_numpy_kernels.layers, on odd sizes."""
 import numpy as np
 import pytest
 
 fastops = pytest.importorskip(
     "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 layers = pytest.importorskip(
-    "microgpt_lib.layers", reason="chapter 4's microgpt_lib.layers is not merged into this branch")
+    "microgpt_lib.rungs.rung4_numpy_kernels.layers", reason="chapter 4's microgpt_lib.rungs.rung4_numpy_kernels.layers is not merged into this branch")
 
 # (T, C, n_head, Cout, V): sizes that do not divide a vector width, and one sequence of length 1
 SHAPES = [(7, 10, 2, 13, 11), (1, 12, 3, 5, 4), (16, 64, 4, 256, 27)]

@@ -1,6 +1,6 @@
 """The single-sequence floor: what it counts, and that it grows with the model."""
-from microgpt_lib import floors
 from microgpt_lib.config import GPTConfig
+from microgpt_lib.measure import floors
 
 
 def test_matmul_weights_leave_out_the_lookup_tables():

@@ -2,10 +2,12 @@
 import numpy as np
 import pytest
 
-from microgpt_lib import layers as L
-from microgpt_lib.kernel_check import (
-    finite_difference_report, tensor_autograd_report, tensor_available,
+from microgpt_lib.measure.kernel_check import (
+    finite_difference_report,
+    tensor_autograd_report,
+    tensor_available,
 )
+from microgpt_lib.rungs.rung4_numpy_kernels import layers as L
 
 LAYERS = ["encoder", "matmul", "relu", "rmsnorm", "attention", "softmax_crossentropy"]
 
@@ -60,7 +62,7 @@ def test_masked_mean_loss_ignores_padding():
     assert np.array_equal(dlosses, mask / 3)
 
 
-@pytest.mark.skipif(not tensor_available(), reason="chapter 3's microgpt_lib.tensor is absent")
+@pytest.mark.skipif(not tensor_available(), reason="chapter 3's microgpt_lib.rungs.rung3_numpy.tensor is absent")
 def test_layers_match_tensor_autograd():
     for layer, diff in tensor_autograd_report().items():
         assert diff < 1e-12, layer

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from microgpt_lib import makemore
+from microgpt_lib.train import makemore
 
 
 def test_unknown_backend_is_rejected():

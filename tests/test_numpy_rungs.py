@@ -1,4 +1,4 @@
-"""Rungs `numpy` and `numpy_batched` against the scalar reference rung, and against each other."""
+"""Rungs `numpy` and `numpy_all_positions` against the scalar reference rung, and against each other."""
 from __future__ import annotations
 
 import random
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from microgpt_lib import GPTConfig, available_rungs, get_rung, init_params
-from microgpt_lib.bench import names_corpus
-from microgpt_lib.optim import linear_decay_lr
-from microgpt_lib.tensor import topological_order
+from microgpt_lib.data import names_corpus
+from microgpt_lib.rungs.rung3_numpy.tensor import topological_order
+from microgpt_lib.train.schedules import linear_decay_lr
 
-NUMPY_RUNGS = ["numpy", "numpy_batched"]
+NUMPY_RUNGS = ["numpy", "numpy_all_positions"]
 STEPS = 20
 GRAD_STEPS = (0, 9, 19)  # steps at which whole gradients are compared
 FLOAT32_LOSS_TOL = 1e-5  # |float32 loss - float64 scalar loss| over 20 steps (measured ~3e-7)
@@ -29,7 +29,7 @@ def max_grad_diff(reference: dict, grads: dict) -> float:
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def side_by_side(request):
-    """Train scalar, numpy, numpy_batched (float64) and both float32 variants from one init."""
+    """Train scalar, numpy, numpy_all_positions (float64) and both float32 variants from one init."""
     config = CONFIGS[request.param]
     docs, tok = names_corpus()
     params = init_params(config, seed=3)
@@ -136,8 +136,8 @@ def test_bad_input_is_rejected(rung: str) -> None:
 
 
 def test_numpy_rungs_are_registered() -> None:
-    assert {"numpy", "numpy_batched"} <= set(available_rungs())
-    assert get_rung("numpy").name == "numpy" and get_rung("numpy_batched").name == "numpy_batched"
+    assert {"numpy", "numpy_all_positions"} <= set(available_rungs())
+    assert get_rung("numpy").name == "numpy" and get_rung("numpy_all_positions").name == "numpy_all_positions"
 
 
 def test_sampling_consumes_the_given_generator() -> None:
@@ -168,9 +168,9 @@ def test_preallocated_adam_matches_adam_update_numpy() -> None:
 def test_harness_builds_rungs_with_options_and_times_cpu_time() -> None:
     import time
 
-    from microgpt_lib.bench import build_model, time_training
+    from microgpt_lib.measure.bench import build_model, time_training
 
-    model, _, _ = build_model("numpy_batched", "e16_L1_b8", options={"dtype": np.float32})
+    model, _, _ = build_model("numpy_all_positions", "e16_L1_b8", options={"dtype": np.float32})
     assert model.weights.data.dtype == np.float32
     m = time_training("numpy", "e16_L1_b8", steps=3, warmup=0, clock=time.process_time,
                       options={"dtype": np.float32})

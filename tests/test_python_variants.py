@@ -8,13 +8,18 @@ import sys
 import pytest
 
 from microgpt_lib import GPTConfig, get_rung, init_params
-from microgpt_lib import python_variants as pv
-from microgpt_lib.autograd import Value, topological_order
-from microgpt_lib.bench import (
-    count_graph_nodes, gc_profile_training, main, names_corpus, resolve_rung, time_inference,
-    time_interleaved as bench_interleaved,
+from microgpt_lib.data import names_corpus
+from microgpt_lib.gc_pause import gc_paused
+from microgpt_lib.measure.bench import (
+    count_graph_nodes,
+    gc_profile_training,
+    main,
+    time_inference,
 )
-from microgpt_lib.gc_tools import GCRecorder, gc_paused
+from microgpt_lib.measure.bench import time_interleaved as bench_interleaved
+from microgpt_lib.measure.gc_stats import GCRecorder
+from microgpt_lib.rungs.rung1_scalar.value import Value, topological_order
+from microgpt_lib.rungs.rung2_python_fast import variants as pv
 
 VARIANTS = ["ScalarKeepsLastGraphGPT", "ScalarIterativeGPT", "ScalarGCPausedGPT", "ClosureGPT", "SlottedClosureGPT",
             "ScalarFusedGPT", "VectorSoftmaxLossGPT", "PreallocatedCacheGPT", "GraphInferenceGPT"]
@@ -99,56 +104,56 @@ def test_gc_paused_restores_the_collector():
 
 
 def test_bench_counts_nodes_and_profiles_gc():
-    assert count_graph_nodes("scalar_fast", "e16_L1_b8", docs=2) < 1000
-    assert count_graph_nodes("microgpt_lib.python_variants:ScalarFusedGPT", "e16_L1_b8", 2) > 1000
-    profile = gc_profile_training("scalar_fast", "e16_L1_b8", steps=3, warmup=1)
+    assert count_graph_nodes("python_fast", "e16_L1_b8", docs=2) < 1000
+    assert count_graph_nodes("microgpt_lib.rungs.rung2_python_fast.variants:ScalarFusedGPT", "e16_L1_b8", 2) > 1000
+    profile = gc_profile_training("python_fast", "e16_L1_b8", steps=3, warmup=1)
     assert len(profile.step_ms) == 3 and 0 <= profile.gc_share <= 1
-    assert time_inference("scalar_fast", "e16_L1_b8", samples=2, warmup=1).kind == "infer"
+    assert time_inference("python_fast", "e16_L1_b8", samples=2, warmup=1).kind == "infer"
 
 
 def test_bench_resolves_names_and_rejects_unknown():
-    assert resolve_rung("microgpt_lib.python_variants:ScalarFusedGPT") is pv.ScalarFusedGPT
+    assert get_rung("microgpt_lib.rungs.rung2_python_fast.variants:ScalarFusedGPT") is pv.ScalarFusedGPT
     with pytest.raises(ValueError):
-        resolve_rung("no_such_rung")
+        get_rung("no_such_rung")
 
 
 def test_bench_cli_runs_any_rungs_and_configs(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(["--rungs", "scalar_fast", "microgpt_lib.python_variants:VectorSoftmaxLossGPT",
+    main(["--rungs", "python_fast", "microgpt_lib.rungs.rung2_python_fast.variants:VectorSoftmaxLossGPT",
           "--configs", "e16_L1_b8", "--steps", "2", "--warmup", "1", "--infer-samples", "2",
           "--memory", "--json", str(out)])
     table = capsys.readouterr().out
     assert "vector_softmax_loss" in table and "traced MiB" in table
     saved = json.loads(out.read_text())
-    assert {m["rung"] for m in saved["measurements"]} == {"scalar_fast", "vector_softmax_loss"}
+    assert {m["rung"] for m in saved["measurements"]} == {"python_fast", "vector_softmax_loss"}
 
 
 def test_interleaved_timing_covers_every_rung_and_rejects_unknown_kind():
-    results = bench_interleaved(["scalar_fast", "microgpt_lib.python_variants:VectorSoftmaxLossGPT"],
-                                "e16_L1_b8", rounds=2, repeats={"scalar_fast": 3}, warmup=1,
+    results = bench_interleaved(["python_fast", "microgpt_lib.rungs.rung2_python_fast.variants:VectorSoftmaxLossGPT"],
+                                "e16_L1_b8", rounds=2, repeats={"python_fast": 3}, warmup=1,
                                 settle=1)
     assert [len(m.times_ms) for m in results] == [6, 2]
-    infer = bench_interleaved(["scalar_fast"], "e16_L1_b8", kind="infer", rounds=2, warmup=0)
+    infer = bench_interleaved(["python_fast"], "e16_L1_b8", kind="infer", rounds=2, warmup=0)
     assert infer[0].kind == "infer" and len(infer[0].times_ms) == 2
     with pytest.raises(ValueError):
-        bench_interleaved(["scalar_fast"], "e16_L1_b8", kind="both")
+        bench_interleaved(["python_fast"], "e16_L1_b8", kind="both")
 
 
 def test_bench_cli_interleaved(capsys):
-    main(["--rungs", "scalar_fast", "microgpt_lib.python_variants:PreallocatedCacheGPT",
+    main(["--rungs", "python_fast", "microgpt_lib.rungs.rung2_python_fast.variants:PreallocatedCacheGPT",
           "--configs", "e16_L1_b8", "--steps", "2", "--warmup", "1", "--infer-samples", "2",
-          "--interleaved", "--repeat", "scalar_fast=3", "--settle", "1"])
+          "--interleaved", "--repeat", "python_fast=3", "--settle", "1"])
     table = capsys.readouterr().out
     assert "prealloc_kv_cache" in table and "infer" in table
     assert [line.split()[5] for line in table.splitlines()[1:]] == ["6", "2", "6", "2"]
 
 
-def test_scalar_fast_sections_train_the_model_and_time_every_phase(encoded):
-    from microgpt_lib.profiling import scalar_fast_step_sections
+def test_python_fast_sections_train_the_model_and_time_every_phase(encoded):
+    from microgpt_lib.measure.profiling import python_fast_step_sections
 
     config = GPTConfig.preset("e16_L1_b8")
-    fast, ref = (get_rung(r)(config, init_params(config, seed=2)) for r in ("scalar_fast", "scalar"))
-    sections = scalar_fast_step_sections(fast, encoded[:2])
+    fast, ref = (get_rung(r)(config, init_params(config, seed=2)) for r in ("python_fast", "scalar"))
+    sections = python_fast_step_sections(fast, encoded[:2])
     assert set(sections) == {"forward", "backward", "adam", "matrix arithmetic"}
     assert all(ms > 0 for ms in sections.values())
     for tokens in encoded[:2]:  # timing the arithmetic on its own leaves the training untouched

@@ -3,9 +3,16 @@ import random
 
 import pytest
 
-from microgpt_lib import CharTokenizer, GPTConfig, available_rungs, get_rung, init_params, load_docs
-from microgpt_lib.gradcheck import finite_difference_grads, relative_error
-from microgpt_lib.training import train
+from microgpt_lib import (
+    CharTokenizer,
+    GPTConfig,
+    available_rungs,
+    get_rung,
+    init_params,
+    load_docs,
+)
+from microgpt_lib.measure.gradcheck import finite_difference_grads, relative_error
+from microgpt_lib.train.loop import train
 
 TINY = GPTConfig(n_embd=4, n_head=2, n_layer=2, block_size=4, vocab_size=5)
 

@@ -6,9 +6,9 @@ import gc
 import numpy as np
 import pytest
 
-from microgpt_lib.bench import build_model
-from microgpt_lib.gradcheck import tensor_op_gradient_error
-from microgpt_lib.tensor import Tensor, stack, topological_order
+from microgpt_lib.measure.bench import build_model
+from microgpt_lib.measure.gradcheck import tensor_op_gradient_error
+from microgpt_lib.rungs.rung3_numpy.tensor import Tensor, stack, topological_order
 
 rng = np.random.default_rng(0)
 
@@ -136,7 +136,7 @@ def test_matmul_rejects_mismatched_batch_shapes() -> None:
         Tensor(arr(2, 3, 4)) @ Tensor(arr(4, 5))
 
 
-@pytest.mark.parametrize("rung", ["numpy", "numpy_batched"])
+@pytest.mark.parametrize("rung", ["numpy", "numpy_all_positions"])
 def test_training_step_graph_is_freed_without_the_cycle_collector(rung: str) -> None:
     model, docs, tok = build_model(rung, "e16_L1_b8")
     model.train_step(tok.encode_doc(docs[0]), 0.01)

@@ -2,8 +2,8 @@
 import numpy as np
 
 from microgpt_lib.config import GPTConfig
-from microgpt_lib.flat import FlatParams
-from microgpt_lib.traffic import count_traffic, counted_flat
+from microgpt_lib.flat_params import FlatParams
+from microgpt_lib.measure.traffic import count_traffic, counted_flat
 
 
 def test_traffic_counts_temporaries_but_not_in_place_updates():

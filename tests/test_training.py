@@ -1,7 +1,7 @@
 """The shared training loop: schedule, history, and nothing lost on interruption."""
 from microgpt_lib import CharTokenizer, GPTConfig, get_rung, init_params
-from microgpt_lib.optim import linear_decay_lr
-from microgpt_lib.training import train
+from microgpt_lib.train.loop import train
+from microgpt_lib.train.schedules import linear_decay_lr
 
 DOCS = ["ava", "bob", "cy", "dee"]
 TOK = CharTokenizer.from_docs(DOCS)

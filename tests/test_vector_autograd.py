@@ -5,11 +5,11 @@ import random
 
 import pytest
 
-from microgpt_lib import python_variants as pv
-from microgpt_lib import vector_autograd as va
-from microgpt_lib.autograd import Value
-from microgpt_lib.gradcheck import central_difference, relative_error
-from microgpt_lib.vector_autograd import Node, Param
+from microgpt_lib.measure.gradcheck import central_difference, relative_error
+from microgpt_lib.rungs.rung1_scalar.value import Value
+from microgpt_lib.rungs.rung2_python_fast import nodes as va
+from microgpt_lib.rungs.rung2_python_fast import variants as pv
+from microgpt_lib.rungs.rung2_python_fast.nodes import Node, Param
 
 RTOL = 1e-6
 

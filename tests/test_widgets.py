@@ -1,5 +1,5 @@
 """The training panel driven from code: set values, click Train, get a model and samples."""
-from microgpt_lib.widgets import TrainingPanel
+from microgpt_lib.notebook.widgets import TrainingPanel
 
 
 def test_panel_trains_when_clicked_and_shows_samples():

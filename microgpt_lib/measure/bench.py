@@ -1,0 +1,360 @@
+"""The benchmark harness: time rungs side by side in one run, and measure their memory separately.
+
+Timing: each rung trains from the shared initialisation on names (one document per step); after
+`warmup` untimed steps, every step is timed with perf_counter and we report the median and the
+mean (GC pauses and other stalls show up as a mean above the median). Inference is timed per
+sample the same way. Memory is measured in a second, separate pass in a fresh subprocess, never
+while timing: tracemalloc slows Python code 2-3x and would distort the ratios. That pass reports
+the tracemalloc peak of a few training steps and the process's peak RSS (`peak_rss_kib`).
+
+A rung is named as in the registry ("python_fast") or, for the intermediate variants a chapter
+times, as "module:Class" ("microgpt_lib.rungs.rung2_python_fast.variants:ScalarFusedGPT").
+
+CLI: `python -m microgpt_lib.measure.bench --rungs scalar python_fast --configs e16_L1_b16 --json out.json`
+(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from microgpt_lib.config import GPTConfig
+from microgpt_lib.data import names_corpus
+from microgpt_lib.machine import environment
+from microgpt_lib.measure.gc_stats import GCRecorder
+from microgpt_lib.params import init_params
+from microgpt_lib.rungs import get_rung
+from microgpt_lib.rungs.rung1_scalar.value import topological_order
+
+
+@dataclass
+class Measurement:
+    """Per-step (or per-sample) wall times of one rung on one config, with summary statistics."""
+
+    rung: str
+    config: str
+    kind: str  # "train" (ms per training step) or "infer" (ms per generated sample)
+    times_ms: list[float]
+    memory: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.times_ms)
+
+    def summary(self) -> dict:
+        """JSON-ready: the raw times and their median, mean, min and max."""
+        return {**asdict(self), "median_ms": self.median, "mean_ms": self.mean,
+                "min_ms": min(self.times_ms), "max_ms": max(self.times_ms)}
+
+
+def rung_label(rung: str) -> str:
+    """The short name a rung's results are filed under (its class's `name`)."""
+    return get_rung(rung).name or rung
+
+
+def build_model(rung: str, config_name: str, seed: int = 0, options: dict | None = None):
+    """A fresh model of `rung` on the preset `config_name`, from the shared initialisation.
+
+    `options` are passed on to the rung's constructor (e.g. {"dtype": numpy.float32}).
+    """
+    docs, tok = names_corpus()
+    config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
+    model = get_rung(rung)(config, init_params(config, seed=seed), **(options or {}))
+    return model, docs, tok
+
+
+def time_training(
+    rung: str, config_name: str, steps: int = 50, warmup: int = 5, max_seconds: float = 60.0,
+    min_steps: int = 3, lr: float = 0.01, options: dict | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Measurement:
+    """ms per training step after `warmup` steps; stops early once `max_seconds` are spent.
+
+    `clock` times each step: wall time by default; `time.process_time` counts only this process's
+    CPU time, which other jobs on a shared machine cannot inflate (the budget stays wall time).
+    """
+    model, docs, tok = build_model(rung, config_name, options=options)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
+    for tokens in encoded[:warmup]:
+        model.train_step(tokens, lr)
+    times, start = [], time.perf_counter()
+    for tokens in encoded[warmup:]:
+        t0 = clock()
+        model.train_step(tokens, lr)
+        times.append((clock() - t0) * 1e3)
+        if len(times) >= min_steps and time.perf_counter() - start > max_seconds:
+            break
+    return Measurement(rung_label(rung), config_name, "train", times)
+
+
+def time_inference(
+    rung: str, config_name: str, samples: int = 50, warmup: int = 3, max_seconds: float = 30.0,
+    min_samples: int = 3, temperature: float = 0.5,
+) -> Measurement:
+    """ms per generated sample (BOS to BOS or block_size tokens) after `warmup` samples."""
+    model, _, _ = build_model(rung, config_name)
+    rng = random.Random(1)
+    model.generate(warmup, temperature, rng=rng)
+    times, start = [], time.perf_counter()
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        model.generate(1, temperature, rng=rng)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if len(times) >= min_samples and time.perf_counter() - start > max_seconds:
+            break
+    return Measurement(rung_label(rung), config_name, "infer", times)
+
+
+def time_interleaved(
+    rungs: list[str], config_name: str, kind: str = "train", rounds: int = 20,
+    repeats: dict[str, int] | None = None, warmup: int = 2, max_seconds: float = 60.0,
+    lr: float = 0.01, temperature: float = 0.5, settle: int = 0,
+) -> list[Measurement]:
+    """Time several rungs in alternation, round by round, so that they share the machine's load.
+
+    kind "train": in round i every rung trains `repeats[rung]` timed steps (default 1) on document
+    i; kind "infer": every rung draws `repeats[rung]` samples from its own generator (seed 1).
+    A rung that leaves cyclic garbage at the end of its turn has it freed during the next rung's
+    turn, and starts its own next turn without it: both would bias the times. `settle` untimed
+    steps at the start of every turn put each rung back into the state it has when it runs alone.
+    """
+    if kind not in ("train", "infer"):
+        raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
+    repeats = repeats or {}
+    models = {}
+    for rung in rungs:
+        models[rung], docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + rounds]]
+    rngs = {rung: random.Random(1) for rung in rungs}
+
+    def run(rung: str, i: int) -> None:
+        if kind == "train":
+            models[rung].train_step(encoded[i], lr)
+        else:
+            models[rung].generate(1, temperature, rng=rngs[rung])
+
+    for i in range(warmup):
+        for rung in rungs:
+            run(rung, i)
+    times: dict[str, list[float]] = {rung: [] for rung in rungs}
+    start = time.perf_counter()
+    for i in range(warmup, warmup + rounds):
+        for rung in rungs:
+            for _ in range(settle):
+                run(rung, i)
+            for _ in range(repeats.get(rung, 1)):
+                t0 = time.perf_counter()
+                run(rung, i)
+                times[rung].append((time.perf_counter() - t0) * 1e3)
+        if i - warmup >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return [Measurement(rung_label(rung), config_name, kind, times[rung]) for rung in rungs]
+
+
+def memory_of_training(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
+    """Run in this process: peak RSS (KiB) over `steps` training steps, then, on the same
+    documents again, the tracemalloc peak (KiB); RSS is read first, as tracing needs memory too."""
+    model, docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: steps + 1]]
+    model.train_step(encoded[0], 0.01)  # first step allocates the optimiser state
+    for tokens in encoded[1:]:
+        model.train_step(tokens, 0.01)
+    rss_kib = peak_rss_kib()
+    gc.collect()
+    tracemalloc.start()
+    for tokens in encoded[1:]:
+        model.train_step(tokens, 0.01)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"tracemalloc_peak_kib": peak / 1024, "peak_rss_kib": rss_kib}
+
+
+def peak_rss_kib() -> float:
+    """This process's peak resident set size in KiB.
+
+    VmHWM from /proc/self/status where it exists (Linux): it starts afresh in a new program,
+    whereas getrusage's ru_maxrss survives fork and exec, so a subprocess started from a big
+    process (a notebook kernel) would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def measure_memory(rung: str, config_name: str, steps: int = 3) -> dict[str, float]:
+    """memory_of_training in a fresh subprocess, so the peak RSS belongs to this rung alone."""
+    code = (
+        "import json, sys; from microgpt_lib.measure.bench import memory_of_training; "
+        "print(json.dumps(memory_of_training(sys.argv[1], sys.argv[2], int(sys.argv[3]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, rung, config_name, str(steps)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def count_graph_nodes(rung: str, config_name: str, docs: int = 20) -> float:
+    """Mean number of graph nodes per training step (the model's `loss_graph`) over `docs` docs."""
+    model, all_docs, tok = build_model(rung, config_name)
+    sizes = [len(topological_order(model.loss_graph(tok.encode_doc(d)))) for d in all_docs[:docs]]
+    return statistics.fmean(sizes)
+
+
+@dataclass
+class GCProfile:
+    """Per-step wall time and the part of it the cyclic GC took, with collection counts."""
+
+    rung: str
+    config: str
+    step_ms: list[float]
+    gc_ms: list[float]
+    collections: dict[int, int]  # generation -> number of collections over all steps
+    objects_collected: int
+    tracked_after: list[int] = field(default_factory=list)  # len(gc.get_objects()) after steps
+
+    @property
+    def gc_share(self) -> float:
+        """Fraction of all step time spent in the collector."""
+        return sum(self.gc_ms) / sum(self.step_ms)
+
+
+def gc_profile_training(
+    rung: str, config_name: str, steps: int = 30, warmup: int = 3, max_seconds: float = 60.0,
+    lr: float = 0.01, track_heap: bool = False,
+) -> GCProfile:
+    """Train like time_training while `gc.callbacks` time every collection, step by step.
+
+    With track_heap, also count the objects the GC tracks after each step (outside the timing).
+    """
+    model, docs, tok = build_model(rung, config_name)
+    encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
+    for tokens in encoded[:warmup]:
+        model.train_step(tokens, lr)
+    step_ms, gc_ms, tracked, start = [], [], [], time.perf_counter()
+    with GCRecorder() as recorder:
+        for tokens in encoded[warmup:]:
+            before = recorder.total_ms()
+            t0 = time.perf_counter()
+            model.train_step(tokens, lr)
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            gc_ms.append(recorder.total_ms() - before)
+            if track_heap:
+                tracked.append(len(gc.get_objects()))
+            if len(step_ms) >= 3 and time.perf_counter() - start > max_seconds:
+                break
+    counts = {g: recorder.count(g) for g in range(3)}
+    return GCProfile(rung_label(rung), config_name, step_ms, gc_ms, counts, recorder.collected(),
+                     tracked)
+
+
+def run_benchmark(
+    rungs: list[str], configs: list[str], steps: int = 50, warmup: int = 5,
+    infer_samples: int = 0, memory: bool = False, max_seconds: float = 60.0, progress: bool = True,
+) -> list[Measurement]:
+    """Every rung on every config in one run; training always, inference and memory on request."""
+    jobs = [(r, c) for c in configs for r in rungs]
+    bar = tqdm(total=len(jobs), desc="benchmark", disable=not progress)
+    results = []
+    for rung, config_name in jobs:
+        train = time_training(rung, config_name, steps, warmup, max_seconds)
+        if memory:
+            train.memory = measure_memory(rung, config_name)
+        results.append(train)
+        if infer_samples:
+            results.append(time_inference(rung, config_name, infer_samples, max_seconds=max_seconds))
+        bar.set_postfix_str(f"{rung} {config_name}: {train.median:.3f} ms/step", refresh=False)
+        bar.update()
+    bar.close()
+    return results
+
+
+def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
+    """A plain-text table: median and mean ms, and speed-ups over `baseline` on the same config.
+
+    Memory columns (tracemalloc peak and peak RSS, MiB) appear when a measurement has them.
+    """
+    base = {(m.config, m.kind): m for m in results if m.rung == baseline}
+    with_memory = any(m.memory for m in results)
+    lines = [f"{'config':<12} {'kind':<5} {'rung':<20} {'median ms':>10} {'mean ms':>10} "
+             f"{'n':>4} {'x median':>9} {'x mean':>8}"
+             + (f" {'traced MiB':>10} {'RSS MiB':>8}" if with_memory else "")]
+    for m in results:
+        ref = base.get((m.config, m.kind))
+        up_med = f"{ref.median / m.median:9.1f}" if ref else f"{'-':>9}"
+        up_mean = f"{ref.mean / m.mean:8.1f}" if ref else f"{'-':>8}"
+        line = (f"{m.config:<12} {m.kind:<5} {m.rung:<20} {m.median:10.3f} {m.mean:10.3f} "
+                f"{len(m.times_ms):4d} {up_med} {up_mean}")
+        if with_memory:
+            line += (f" {m.memory.get('tracemalloc_peak_kib', float('nan')) / 1024:10.2f}"
+                     f" {m.memory.get('peak_rss_kib', float('nan')) / 1024:8.1f}")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def save_json(results: list[Measurement], path: str | Path) -> None:
+    """Write the measurements and the environment they were taken in."""
+    payload = {"environment": environment(), "measurements": [m.summary() for m in results]}
+    Path(path).write_text(json.dumps(payload, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: time any set of rungs and configs, print the table, optionally save JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rungs", nargs="+", default=["scalar"])
+    parser.add_argument("--configs", nargs="+", default=["e16_L1_b16"])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--infer-samples", type=int, default=0)
+    parser.add_argument("--memory", action="store_true", help="also measure memory (separate pass)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per measurement")
+    parser.add_argument("--baseline", default="scalar")
+    parser.add_argument("--json", help="save the results to this file")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="alternate the rungs step by step (--steps rounds) instead of in turn")
+    parser.add_argument("--repeat", nargs="*", default=[], metavar="RUNG=N",
+                        help="with --interleaved: timed steps (or samples) per turn of a rung")
+    parser.add_argument("--settle", type=int, default=0,
+                        help="with --interleaved: untimed steps at the start of every turn")
+    args = parser.parse_args(argv)
+    if args.interleaved:
+        repeats = {rung: int(n) for rung, n in (item.rsplit("=", 1) for item in args.repeat)}
+        results = []
+        for config_name in args.configs:
+            results += time_interleaved(args.rungs, config_name, "train", args.steps, repeats,
+                                        args.warmup, args.max_seconds, settle=args.settle)
+            if args.infer_samples:
+                results += time_interleaved(args.rungs, config_name, "infer", args.infer_samples,
+                                            repeats, warmup=1, max_seconds=args.max_seconds)
+    else:
+        results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup,
+                                args.infer_samples, args.memory, args.max_seconds)
+    print(format_table(results, args.baseline))
+    if args.json:
+        save_json(results, args.json)
+
+
+if __name__ == "__main__":
+    main()

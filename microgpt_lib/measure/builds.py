@@ -1,0 +1,59 @@
+"""fastops built with other compiler flags, and the cython rung timed with each build (chapter 5).
+
+The repository's build is portable: baseline x86-64 plus an x86-64-v3 copy picked at import
+(fastops/__init__.py). What the opt-in flags (FASTOPS_NATIVE, FASTOPS_FAST_MATH) would add is a
+measurement, not a guess: `build_copy` compiles fastops with them in a scratch folder, and
+`time_cython` times the rung in a fresh process that imports that copy (or the repository's own
+build with FASTOPS_ISA forcing one of its two ISAs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from microgpt_lib.data import REPO_ROOT
+
+ROOT = REPO_ROOT
+
+
+def build_copy(dest: Path, flags: dict[str, str]) -> Path:
+    """Copy setup.py and fastops' sources to `dest`, build there with `flags` set; returns dest.
+
+    flags: environment variables of setup.py, e.g. {"FASTOPS_NATIVE": "1"}. Raises RuntimeError
+    with the compiler's output if the build fails.
+    """
+    (dest / "fastops").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "setup.py", dest)
+    for source in (ROOT / "fastops").glob("*.py*"):  # .py and .pyx
+        shutil.copy(source, dest / "fastops")
+    done = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-j", "2"],
+                          cwd=dest, env={**os.environ, **flags}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"building fastops with {flags} failed:\n{done.stderr[-3000:]}")
+    return dest
+
+
+def time_cython(configs: list[str], build: Path | None = None, isa: str = "auto",
+                steps: int = 200, max_seconds: float = 5.0) -> dict[str, float]:
+    """Median ms per training step of the `cython` rung on each config, in a fresh process.
+
+    build: a folder made by build_copy (None: the repository's build); isa: FASTOPS_ISA for it.
+    Matrix products run in fastops' own loops (the bench CLI does not register BLAS).
+    """
+    path = [str(build)] if build is not None else []
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "FASTOPS_ISA": isa,
+           "PYTHONPATH": os.pathsep.join([*path, str(ROOT), *inherited])}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "times.json"
+        subprocess.run([sys.executable, "-m", "microgpt_lib.measure.bench", "--rungs", "cython",
+                        "--configs", *configs, "--steps", str(steps), "--warmup", "20",
+                        "--max-seconds", str(max_seconds), "--json", str(out)],
+                       env=env, check=True, capture_output=True, cwd=tmp)
+        measured = json.loads(out.read_text())["measurements"]
+    return {m["config"]: m["median_ms"] for m in measured if m["kind"] == "train"}

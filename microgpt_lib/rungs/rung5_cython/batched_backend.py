@@ -1,0 +1,64 @@
+"""fastops behind chapter 4's batched trainer: padded (B, T) batches in, packed C batches out.
+
+Chapter 4's trainer (`microgpt_lib.train.batched.train_batched`) drives a backend with `config`,
+`params` and `grads` (FlatParams), `forward_backward(batch)` (adds the gradient into grads and
+returns the mean loss over the real tokens) and `loss(batch)`; a batch has right-padded `tokens`,
+`targets` and a `mask` (B, T). `CythonBackend` is that backend on fastops. It drops the padding
+before C sees it: the real tokens of all rows are packed into one (N,) list with offsets
+(`cu_seqlens`), so the matrix products run on real tokens only. Its `train_step` goes further:
+forward, backward, clipping and AdamW in one fastops call (what chapter 5's timings measure).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from microgpt_lib.batches import PaddedBatch, pack
+from microgpt_lib.config import GPTConfig
+from microgpt_lib.flat_params import FlatParams
+from microgpt_lib.optim import BETA1, BETA2, EPS
+from microgpt_lib.params import Params
+from microgpt_lib.rungs.rung5_cython.model import FastopsModel, fastops  # explains a missing build
+
+
+class CythonBackend:
+    """Chapter 4's backend interface on fastops (float32 by default, one or more threads)."""
+
+    name = "cython"
+
+    def __init__(self, config: GPTConfig, params: Params, dtype=np.float32,
+                 num_threads: int = 1) -> None:
+        self.config = config
+        self.model = FastopsModel(config, params, dtype, num_threads)
+        self.params: FlatParams = self.model.params
+        self.grads: FlatParams = self.model.grads
+
+    def forward_backward(self, batch: PaddedBatch) -> float:
+        """Mean loss over the real tokens; its gradient is added into self.grads."""
+        return self.model.loss(*pack(batch))
+
+    def loss(self, batch: PaddedBatch) -> float:
+        """The same mean loss, forward only."""
+        return self.model.loss(*pack(batch), backward=False)
+
+    def train_step(self, batch: PaddedBatch, lr: float, betas: tuple[float, float] = (BETA1, BETA2),
+                   eps: float = EPS, weight_decay: float = 0.0, clip_norm: float = 0.0) -> float:
+        """Forward, backward, clipping and AdamW on a padded batch in one fastops call."""
+        return self.model.train_step(*pack(batch), lr, betas, eps, weight_decay,
+                                     clip_norm)
+
+
+class FastopsAdam:
+    """An optimiser for chapter 4's trainer (`step(grads, lr)`): Adam as one C loop; grads <- 0."""
+
+    def __init__(self, params: FlatParams, betas: tuple[float, float] = (BETA1, BETA2),
+                 eps: float = EPS, weight_decay: float = 0.0) -> None:
+        self.params, self.betas, self.eps, self.weight_decay = params, betas, eps, weight_decay
+        self.m = np.zeros_like(params.data)
+        self.v = np.zeros_like(params.data)
+        self.t = 0
+
+    def step(self, grads: FlatParams, lr: float) -> None:
+        self.t += 1
+        fastops.adamw_update(self.params.data, grads.data, self.m, self.v, self.t, lr,
+                             *self.betas, self.eps, self.weight_decay)
+        grads.data.fill(0.0)
