@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import regex
 
-from .base import BOS, Tokenizer, text_bytes
+from microgpt_lib.tokenizers.base import BOS, Tokenizer, text_bytes
 
 # GPT-2's pre-split (also HF tokenizers' ByteLevel pre-tokenizer): contractions, letters with an
 # optional leading space, numbers likewise, other symbols likewise, and whitespace runs.

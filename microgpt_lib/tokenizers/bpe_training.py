@@ -24,8 +24,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import BOS, check_special_tokens, check_training_text, check_vocab_size, text_bytes
-from .bpe import BPETokenizer, merge_pair, split_pieces
+from microgpt_lib.tokenizers.base import (
+    BOS, check_special_tokens, check_training_text, check_vocab_size, text_bytes,
+)
+from microgpt_lib.tokenizers.bpe import BPETokenizer, merge_pair, split_pieces
 
 Pair = tuple[int, int]
 

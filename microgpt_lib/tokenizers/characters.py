@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import BOS, Tokenizer, check_training_text, text_bytes
+from microgpt_lib.tokenizers.base import BOS, Tokenizer, check_training_text, text_bytes
 
 
 class CharacterTokenizer(Tokenizer):

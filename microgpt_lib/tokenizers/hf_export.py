@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from .bpe import GPT2_SPLIT, BPETokenizer
+from microgpt_lib.tokenizers.bpe import GPT2_SPLIT, BPETokenizer
 
 
 def byte_characters() -> list[str]:

@@ -18,7 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .base import BOS, Tokenizer, check_training_text, check_vocab_size, text_bytes
+from microgpt_lib.tokenizers.base import (
+    BOS, Tokenizer, check_training_text, check_vocab_size, text_bytes,
+)
 
 WORD_SPLIT = re.compile(r"\w+|\s+|[^\w\s]")
 UNK = "<|unk|>"
