@@ -144,3 +144,17 @@ def naive_encode_seconds(tok: BPETokenizer, text: str) -> float:
         encode_naive(piece.encode("utf-8"), tok.ranks)
     return time.perf_counter() - start
 
+
+
+def pair_counts_after(text: str, pattern: str | None, merges: list[tuple[int, int]],
+                      k: int) -> dict[tuple[bytes, bytes], int]:
+    """How often each adjacent pair (as byte strings) occurs in the text's pieces once the first
+    k merges are applied: the counts a trainer compares when it picks merge k."""
+    partial = BPETokenizer(merges[:k])
+    counts: dict[tuple[bytes, bytes], int] = {}
+    for piece, weight in training_pieces(text, pattern).items():
+        ids = partial.encode_array(piece.decode("utf-8", "surrogatepass")).tolist()
+        for a, b in zip(ids, ids[1:]):
+            pair = (partial.token_bytes[a], partial.token_bytes[b])
+            counts[pair] = counts.get(pair, 0) + weight
+    return counts
