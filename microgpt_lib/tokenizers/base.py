@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from microgpt_lib.files import atomic_write_text
+
 FORMAT = "microgpt-tokenizer"
 FORMAT_VERSION = 1
 BOS = "<|bos|>"
@@ -230,8 +232,8 @@ class Tokenizer(ABC):
         return json.dumps(doc, ensure_ascii=True, indent=1)
 
     def save(self, path: str | Path) -> None:
-        """Write the tokenizer to `path` as JSON (see the module doc)."""
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+        """Write the tokenizer to `path` as JSON (see the module doc), atomically."""
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def from_json(cls, text: str) -> Tokenizer:
