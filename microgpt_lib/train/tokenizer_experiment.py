@@ -61,11 +61,11 @@ class Budget:
     n_layer: int = 2
     context_bytes: int = 128
     batch_size: int = 12
-    flops: float = 4e11
+    flops: float = 3e11
     learning_rate: float = 2e-3
     min_lr: float = 2e-4
-    eval_points: int = 12
-    eval_iters: int = 8
+    eval_points: int = 10
+    eval_iters: int = 4
 
 
 def flops_per_token(config: GPTConfig) -> float:
