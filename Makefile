@@ -21,7 +21,7 @@ $(BIN)/.installed: requirements.txt pyproject.toml setup.py
 	touch $@
 
 # Compile fastops in place (again whenever a .pyx changes).
-fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd)
+fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd fastops/*.pxi)
 	$(BIN)/python setup.py build_ext --inplace -j 2
 	touch $@
 
