@@ -28,7 +28,7 @@ from microgpt_lib.config import ConfigError, GPTConfig
 from microgpt_lib.files import atomic_write_bytes
 from microgpt_lib.flat_params import FlatParams
 from microgpt_lib.params import Params
-from microgpt_lib.tokenizers import CharTokenizer
+from microgpt_lib.tokenizers import Tokenizer, TokenizerError
 
 FORMAT = "microgpt-checkpoint"
 VERSION = 1
@@ -61,30 +61,16 @@ class Checkpoint:
 # ---------------------------------------------------------------------------------------------
 # tokenizers as JSON text
 
-def tokenizer_to_json(tokenizer: Any) -> str:
-    """A tokenizer as JSON text: its own file format if it has one, else the names tokenizer's."""
-    if hasattr(tokenizer, "to_json"):
-        return tokenizer.to_json()
-    if isinstance(tokenizer, CharTokenizer):
-        return json.dumps({"format": "microgpt-chars", "chars": "".join(tokenizer.chars)})
-    raise TypeError(f"cannot save a tokenizer of type {type(tokenizer).__name__}")
+def tokenizer_to_json(tokenizer: Tokenizer) -> str:
+    """A tokenizer as its own JSON file format (microgpt_lib.tokenizers)."""
+    return tokenizer.to_json()
 
 
-def tokenizer_from_json(text: str) -> Any:
+def tokenizer_from_json(text: str) -> Tokenizer:
     """The tokenizer `tokenizer_to_json` wrote; CheckpointError if the text is not one."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"the checkpoint's tokenizer is not valid JSON: {err}") from None
-    if isinstance(doc, dict) and doc.get("format") == "microgpt-chars":
-        return CharTokenizer(doc["chars"])
-    try:  # the tokenizer package's own file format, when it provides one
-        from microgpt_lib.tokenizers import Tokenizer  # type: ignore[attr-defined]
-    except ImportError:
-        raise CheckpointError("the checkpoint's tokenizer has an unknown format") from None
-    try:
         return Tokenizer.from_json(text)
-    except ValueError as err:
+    except TokenizerError as err:
         raise CheckpointError(f"the checkpoint's tokenizer cannot be read: {err}") from None
 
 
@@ -109,7 +95,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint, overwrite: bool = False)
 
 
 def load_checkpoint(path: str | Path, config: GPTConfig | None = None,
-                    tokenizer: Any | None = None) -> Checkpoint:
+                    tokenizer: Tokenizer | None = None) -> Checkpoint:
     """Read a checkpoint; with `config` / `tokenizer`, also check it was made for them."""
     path = Path(path)
     if not path.is_file():

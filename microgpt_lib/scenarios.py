@@ -6,7 +6,9 @@ Core of the package. A scenario is a small file in `scenarios/` (or anywhere, by
     [data]       dataset = "alice" (a name in data/datasets.toml) or path = "my_text.txt"
                  documents = "lines" | "chunks" | "continuous"; val_fraction = 0.1
                  chunk_chars = 127 and trailing_bos = true (chunks only)
-    [tokenizer]  kind = "chars" (one id per character, BOS last; later "bpe" with vocab_size)
+    [tokenizer]  kind = "chars" (one id per character of the text, BOS last), "characters"
+                 (the same with a byte fallback for unseen characters) or "bpe" (byte-level
+                 BPE with vocab_size ids, learned from the training part of the text)
     [model]      n_embd, n_head, n_layer, block_size
     [train]      the trainer's settings (checked by `microgpt_lib.train.text_run`)
     [sample]     defaults for sampling: temperature, top_k, prompt, stop_at_bos, max_chars
@@ -31,11 +33,11 @@ import numpy as np
 from microgpt_lib.batches import EncodedDocs
 from microgpt_lib.config import ConfigError, GPTConfig
 from microgpt_lib.data import REPO_ROOT, DatasetError, get_dataset, load_text, split_docs
-from microgpt_lib.tokenizers import CharTokenizer
+from microgpt_lib.tokenizers import CharacterTokenizer, CharTokenizer, Tokenizer, train_bpe
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 DOCUMENTS = ("lines", "chunks", "continuous")
-TOKENIZERS = ("chars",)
+TOKENIZERS = ("chars", "characters", "bpe")
 
 
 class ScenarioError(ValueError):
@@ -155,6 +157,11 @@ def parse_scenario(name: str, doc: dict[str, Any], folder: Path) -> Scenario:
     kind = tok.get("kind", "chars")
     if kind not in TOKENIZERS:
         raise fail(f"tokenizer kind must be one of {TOKENIZERS}, got {kind!r}")
+    if (kind == "bpe") != ("vocab_size" in tok):
+        raise fail("[tokenizer] vocab_size goes with kind = \"bpe\", and only with it")
+    if kind == "bpe" and not (isinstance(tok["vocab_size"], int) and tok["vocab_size"] > 257):
+        raise fail(f"a BPE vocab_size must be an integer above 257 (256 bytes and BOS), got "
+                   f"{tok['vocab_size']!r}")
     try:
         config = GPTConfig(**model)  # checks the sizes; vocab_size comes from the tokenizer
     except (TypeError, ConfigError) as err:
@@ -178,7 +185,7 @@ class ScenarioData:
     """A scenario's text, tokenized and split: documents (lines, chunks) or id streams."""
 
     scenario: Scenario
-    tokenizer: Any
+    tokenizer: Tokenizer
     config: GPTConfig
     train_docs: EncodedDocs | None = None
     val_docs: EncodedDocs | None = None
@@ -191,21 +198,20 @@ class ScenarioData:
         return token_byte_lengths(self.tokenizer)
 
 
-def token_byte_lengths(tokenizer: Any) -> np.ndarray:
+def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
     """(vocab,) number of UTF-8 bytes each token id stands for (0 for special tokens)."""
     lengths = np.zeros(tokenizer.vocab_size, dtype=np.int64)
-    table = getattr(tokenizer, "token_bytes", None)  # the byte string of each ordinary id
-    if table is not None:
-        lengths[: len(table)] = [len(b) for b in table]
-        return lengths
-    for i in range(tokenizer.vocab_size):
-        if i != tokenizer.bos:
-            lengths[i] = len(tokenizer.decode([i]).encode("utf-8", "surrogatepass"))
+    lengths[: len(tokenizer.token_bytes)] = [len(b) for b in tokenizer.token_bytes]
     return lengths
 
 
-def build_tokenizer(scenario: Scenario, text: str) -> CharTokenizer:
-    """The scenario's tokenizer, trained on the whole text (so every held-out character is known)."""
+def build_tokenizer(scenario: Scenario, text: str, train_text: str) -> Tokenizer:
+    """The scenario's tokenizer. "chars" takes every character of the whole text (so that the
+    held-out part has no unknown one); the others learn from the training part only."""
+    if scenario.tokenizer == "characters":
+        return CharacterTokenizer.train(train_text)
+    if scenario.tokenizer == "bpe":
+        return train_bpe(train_text, scenario.vocab_size)
     if scenario.documents == "lines":
         return CharTokenizer.from_docs(lines_of(text))
     return CharTokenizer(text)
@@ -232,16 +238,19 @@ def prepare(scenario: Scenario, text: str | None = None) -> ScenarioData:
     text = scenario.text() if text is None else text
     if not text.strip():
         raise ScenarioError(f"scenario {scenario.name!r}: the text is empty")
-    tok = build_tokenizer(scenario, text)
+    cut = int(len(text) * (1 - scenario.val_fraction))
+    if scenario.documents == "lines":
+        train, val = split_docs(lines_of(text), scenario.val_fraction)
+        tok = build_tokenizer(scenario, text, "\n".join(train))
+    else:
+        tok = build_tokenizer(scenario, text, text[:cut])
     config = GPTConfig(**scenario.model, vocab_size=tok.vocab_size)
     data = ScenarioData(scenario, tok, config)
     bos, block = tok.bos, config.block_size
     if scenario.documents == "lines":
-        train, val = split_docs(lines_of(text), scenario.val_fraction)
         data.train_docs = encode_docs([[bos, *tok.encode(d), bos] for d in train], block)
         data.val_docs = encode_docs([[bos, *tok.encode(d), bos] for d in val], block)
         return data
-    cut = int(len(text) * (1 - scenario.val_fraction))
     parts = text[:cut], text[cut:]
     if scenario.documents == "chunks":
         n, tail = scenario.chunk_chars, [bos] if scenario.trailing_bos else []

@@ -35,7 +35,7 @@ def write(folder, text, name="mine.toml"):
 
 def test_the_repository_scenarios_load_and_their_train_tables_are_valid():
     names = available_scenarios()
-    assert {"names", "alice_chunks", "alice_continuous"} <= set(names)
+    assert {"names", "alice_chunks", "alice_continuous", "shakespeare_bpe"} <= set(names)
     for name in names:
         scenario = load_scenario(name)
         RunSettings.from_table(scenario.train)
@@ -106,3 +106,29 @@ def test_bits_per_byte_table_counts_utf8_bytes(folder):
     sizes = {data.tokenizer.decode([i]): n for i, n in enumerate(data.token_bytes) if n}
     assert sizes["\u00e9"] == 2 and sizes["c"] == 1 and data.token_bytes[data.tokenizer.bos] == 0
     assert np.all(data.token_bytes[: data.tokenizer.bos] > 0)
+
+
+@pytest.mark.parametrize("kind, extra", [("characters", ""), ("bpe", "vocab_size = 300")])
+def test_byte_level_tokenizers_plug_in(folder, kind, extra):
+    (folder / "story.txt").write_text("".join(f"Day {i}: the cat counted {i * 7 % 13} mice "
+                                              f"and {i % 5} birds.\n" for i in range(300)))
+    text = GOOD.replace("[model]", f'[tokenizer]\nkind = "{kind}"\n{extra}\n[model]')
+    data = prepare(load_scenario(write(folder, text.replace('"chunks"', '"continuous"'))))
+    tok = data.tokenizer
+    assert data.config.vocab_size == tok.vocab_size and tok.bos == tok.vocab_size - 1
+    assert tok.decode(tok.encode("Once upon a \u00e9t\u00e9")) == "Once upon a \u00e9t\u00e9"
+    # bits per byte count the bytes each token stands for
+    ids = data.val_ids
+    assert data.token_bytes[ids].sum() == len(tok.decode(ids.tolist()).encode())
+
+
+@pytest.mark.parametrize("tokenizer, message", [
+    ('kind = "bpe"', "vocab_size goes with"),
+    ('kind = "bpe"\nvocab_size = 100', "above 257"),
+    ('kind = "chars"\nvocab_size = 300', "vocab_size goes with"),
+    ('kind = "words"', "tokenizer kind must be one of"),
+])
+def test_bad_tokenizer_tables_are_rejected(folder, tokenizer, message):
+    text = GOOD.replace("[model]", f"[tokenizer]\n{tokenizer}\n[model]")
+    with pytest.raises(ScenarioError, match=message):
+        load_scenario(write(folder, text))

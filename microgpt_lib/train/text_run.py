@@ -452,5 +452,6 @@ def sample_text(model: Rung, scenario: Scenario, tokenizer: Any, prompt: str | N
     samples = model.generate(num_samples, temperature, seed=seed, prompt=ids,
                              bos_first=scenario.bos_first, top_k=top_k,
                              stop_at_bos=stop_at_bos, max_new_tokens=max_tokens)
-    texts = [prompt + tokenizer.decode(sample) for sample in samples]
+    # errors="replace": a byte-level sample may end in the middle of a character
+    texts = [prompt + tokenizer.decode(sample, errors="replace") for sample in samples]
     return [text[:max_chars] for text in texts] if max_chars is not None else texts

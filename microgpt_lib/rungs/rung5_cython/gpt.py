@@ -6,7 +6,6 @@ fastops' KV cache (`fastops.decode_step`).
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from microgpt_lib.batches import Packed, pack_sequences
