@@ -157,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
                    help="continue the saved run exactly (its settings, backend and dtype)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the run's folder holds checkpoints")
-    p.add_argument("--max-seconds", type=float, metavar="S", help="stop (and save) after this much training")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="stop (and save) after this much training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -177,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chain", action="store_true",
                    help="continue past the context by sliding it over the last block_size "
                         "tokens, up to --max-chars")
-    p.add_argument("--max-chars", type=int, metavar="N", help="length of a chained sample, prompt included")
+    p.add_argument("--max-chars", type=int, metavar="N",
+                   help="length of a chained sample, prompt included")
     p.add_argument("--checkpoint", default="best", metavar="{best,last,PATH}",
                    help="best (default), last, or a path to a checkpoint file")
     p.add_argument("--rung", default="cython", choices=available_rungs(), metavar="RUNG",

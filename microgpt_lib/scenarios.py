@@ -1,4 +1,4 @@
-"""Scenarios: a text to train on, its tokenizer, the model size and the training recipe, in one TOML file.
+"""Scenarios: a text, its tokenizer, the model size and the training recipe, in one TOML file.
 
 Core of the package. A scenario is a small file in `scenarios/` (or anywhere, by path):
 

@@ -1,4 +1,4 @@
-"""fastops' KV-cache step: the same logits as the full forward, position by position; bad input refused."""
+"""fastops' KV-cache step: the full forward's logits, position by position; bad input refused."""
 import numpy as np
 import pytest
 

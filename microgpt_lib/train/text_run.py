@@ -241,7 +241,8 @@ class TextTrainer:
             on_validate: Callable[["TextTrainer", bool], None] | None = None,
             max_seconds: float | None = None) -> str:
         """Train to step `until` (default: the end); validate before the first step, every
-        eval_every steps and at the end, calling after each but the first on_validate(trainer, improved) (to save checkpoints). Returns "done",
+        eval_every steps and at the end, calling on_validate(trainer, improved) after each
+        but the first (to save checkpoints). Returns "done",
         "paused" (reached `until` or max_seconds) or "interrupted" (Ctrl-C or SIGTERM)."""
         s = self.settings
         until = s.steps if until is None else min(until, s.steps)
