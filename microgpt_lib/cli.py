@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from microgpt_lib.checkpoint import CheckpointError, load_checkpoint
+from microgpt_lib.command_line import (INTERRUPTED, USAGE_ERROR, Parser, count, count_or_zero,
+                                       nonnegative, positive)
 from microgpt_lib.rungs import available_rungs, get_rung
 from microgpt_lib.scenarios import ScenarioError, available_scenarios, load_scenario, prepare
 from microgpt_lib.tokenizers import TokenError
 from microgpt_lib.train.text_run import BACKENDS, DTYPES, RunSettings, TextRun, sample_text
 
-USAGE_ERROR = 2
-INTERRUPTED = 130  # the shell's code for a program stopped by Ctrl-C
 
 
 class UsageError(Exception):
@@ -127,7 +127,7 @@ def cmd_scenarios(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per task."""
-    top = argparse.ArgumentParser(
+    top = Parser(
         prog="microgpt", description="Train the course's GPT on a text, and sample from it.",
         epilog="Each subcommand has its own --help, e.g. `microgpt train --help`.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -149,15 +149,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="cython (fastops, default) or numpy (chapter 4's kernels)")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="default: float32")
-    p.add_argument("--steps", type=int, metavar="N", help="optimiser steps (default: the scenario's)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="rows per step (default: the scenario's)")
-    p.add_argument("--grad-accum", type=int, metavar="N",
+    p.add_argument("--steps", type=count, metavar="N", help="optimiser steps (default: the scenario's)")
+    p.add_argument("--batch-size", type=count, metavar="N", help="rows per step (default: the scenario's)")
+    p.add_argument("--grad-accum", type=count, metavar="N",
                    help="split each step's rows into N micro-batches (same gradient, less memory)")
     p.add_argument("--resume", action="store_true",
                    help="continue the saved run exactly (its settings, backend and dtype)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if the run's folder holds checkpoints")
-    p.add_argument("--max-seconds", type=float, metavar="S",
+    p.add_argument("--max-seconds", type=positive, metavar="S",
                    help="stop (and save) after this much training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -167,18 +167,18 @@ def parser() -> argparse.ArgumentParser:
                                    "the scenario's [sample] table.")
     scenario_options(p)
     p.add_argument("-i", "--prompt", metavar="TEXT", help="text the samples continue")
-    p.add_argument("-n", "--num-samples", type=int, metavar="N", help="number of samples")
-    p.add_argument("-t", "--temperature", type=float, metavar="T",
+    p.add_argument("-n", "--num-samples", type=count, metavar="N", help="number of samples")
+    p.add_argument("-t", "--temperature", type=nonnegative, metavar="T",
                    help="> 0 divides the logits before the softmax (lower: safer); 0: greedy")
-    p.add_argument("--top-k", type=int, metavar="K", help="draw only among the k most likely tokens")
+    p.add_argument("--top-k", type=count, metavar="K", help="draw only among the k most likely tokens")
     p.add_argument("--no-stop-at-bos", dest="stop_at_bos", action="store_false", default=None,
                    help="do not end a sample at BOS (for continuous text)")
-    p.add_argument("--max-tokens", type=int, metavar="N",
+    p.add_argument("--max-tokens", type=count_or_zero, metavar="N",
                    help="new tokens per sample (default: fill the context once)")
     p.add_argument("--chain", action="store_true",
                    help="continue past the context by sliding it over the last block_size "
                         "tokens, up to --max-chars")
-    p.add_argument("--max-chars", type=int, metavar="N",
+    p.add_argument("--max-chars", type=count, metavar="N",
                    help="length of a chained sample, prompt included")
     p.add_argument("--checkpoint", default="best", metavar="{best,last,PATH}",
                    help="best (default), last, or a path to a checkpoint file")

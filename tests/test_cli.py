@@ -76,8 +76,6 @@ def test_chained_sample_reaches_max_chars(trained, capsys):
     (["sample", "-i", ""], "the prompt is empty"),
     (["sample", "-i", "zebra"], "not in the vocabulary"),
     (["sample", "-i", "the cat", "--chain", "--max-chars", 5], "leaves no room"),
-    (["sample", "-t", -1], "temperature must be"),
-    (["sample", "--top-k", 0], "top_k must be"),
     (["sample", "--checkpoint", "nowhere.safetensors"], "no checkpoint at"),
     (["train"], "already holds a run's checkpoints"),
     (["train", "--resume", "--steps", 99], "steps = 10, not 99"),
@@ -87,6 +85,28 @@ def test_bad_input_is_one_line_and_exit_code_2(trained, capsys, argv, message):
     scenario, runs = trained
     code, out, err = run(capsys, *argv[:1], "-s", scenario, "--runs-dir", runs, *argv[1:])
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--steps", "2.5"), ("--grad-accum", "-1"),
+                                         ("--batch-size", "x"), ("--max-seconds", "nan"),
+                                         ("--max-seconds", "0"), ("--backend", "torch")])
+def test_a_bad_train_flag_is_one_line_and_exit_code_2(tmp_path, capsys, flag, value):
+    scenario = make_scenario(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "-s", scenario, "--runs-dir", str(tmp_path), flag, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and flag in err and err.count("\n") == 1
+    assert not (tmp_path / "tiny_chunks").exists()
+
+
+def test_a_bad_sample_flag_is_one_line_and_exit_code_2(trained, capsys):
+    scenario, runs = trained
+    for flag, value in [("-t", "-1"), ("-t", "nan"), ("--top-k", "0"), ("-n", "0"),
+                        ("--max-chars", "x")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["sample", "-s", scenario, "--runs-dir", str(runs), flag, value])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and flag in err and err.count("\n") == 1, err
 
 
 def test_unknown_scenario_and_missing_checkpoint(tmp_path, capsys):
