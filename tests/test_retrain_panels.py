@@ -50,3 +50,4 @@ def test_shakespeare_panel_trains_and_samples():
     panel.train()
     assert panel.result.iters == 50 and np.isfinite(panel.result.val_loss)
     assert "validation loss" in panel.status.value and len(panel.sample.value) > 100
+
