@@ -32,7 +32,7 @@ from chromium import Chromium, DevToolsError, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "book"
-BUILD_TIMEOUT_S = 600
+BUILD_TIMEOUT_S = 1800  # a short-mode build of every chapter takes several minutes
 CHAPTER_1 = "chapters/01_scalar_autograd"
 # The front page's labelled equation (book/intro.md, label eq-loss): it must come out typeset.
 KNOWN_EQUATION_ID = "equation-eq-loss"
