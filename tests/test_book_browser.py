@@ -144,7 +144,9 @@ NARROW_PAGE_JS = r"""
         !== undefined ? el.className.baseVal : el.className}"> ${Math.round(
         el.getBoundingClientRect().right - right)} px too wide: `
         + (el.innerText || el.textContent || '').trim().slice(0, 60));
+  const box = column.getBoundingClientRect();
   return {page_width: document.documentElement.scrollWidth, viewport: window.innerWidth,
+          column: [Math.round(box.left), Math.round(box.right)],
           wide: wide.slice(0, 12), n_wide: wide.length};
 })()
 """
@@ -315,6 +317,9 @@ def test_nothing_is_wider_than_the_text_column_on_a_narrow_screen(reports, page)
                                 "out of the text column:\n" + "\n".join(narrow["wide"]))
     assert narrow["page_width"] <= narrow["viewport"], \
         f"{page} scrolls sideways at {NARROW_WIDTH} px: {narrow['page_width']} px wide"
+    left, right = narrow["column"]
+    assert left >= 0 and right <= narrow["viewport"], \
+        f"{page}: the text column spans {left}..{right} px of a {narrow['viewport']} px screen"
 
 
 @pytest.mark.parametrize("page", toc_pages())
