@@ -166,3 +166,15 @@ def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: 
     train_gpt_on_ids(text.train, text.val, text.vocab_size, r, iters, num_threads, dtype, seed,
                      progress, desc="shakespeare", run=run)
     return run
+
+
+def sample_chars(model: FastopsModel, text: CharText, n_chars: int, temperature: float = 0.8,
+                 seed: int = 0) -> str:
+    """`n_chars` characters sampled from `model` at `temperature`, starting from a newline."""
+    rng = np.random.default_rng(seed)
+    ids = [text.chars.index("\n")]
+    for _ in range(n_chars):
+        logits = model.next_token_logits(ids[-model.config.block_size:]) / temperature
+        p = np.exp(logits - logits.max())
+        ids.append(int(rng.choice(len(p), p=p / p.sum())))
+    return text.decode(ids)

@@ -174,7 +174,7 @@ def run_tokenizer(spec: str, split: TextSplit, budget: Budget = Budget(),
     recipe = Recipe(n_layer=budget.n_layer, n_head=budget.n_head, n_embd=budget.n_embd,
                     block_size=block, batch_size=budget.batch_size, max_iters=iters,
                     learning_rate=budget.learning_rate, min_lr=budget.min_lr,
-                    warmup_iters=max(1, iters // 20), lr_decay_iters=iters,
+                    warmup_iters=max(1, iters // 20), lr_decay_iters=max(2, iters),
                     eval_iters=budget.eval_iters)
     with threadpool_limits(1):
         run = train_gpt_on_ids(train_ids, heldout_ids, tok.vocab_size, recipe,
