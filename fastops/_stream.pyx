@@ -102,9 +102,8 @@ def stream_seconds(str kernel, Py_ssize_t n, int num_threads=1, Py_ssize_t passe
         raise ValueError(f"num_threads must be between 1 and the {cpus} CPUs, got {num_threads}")
     if n < num_threads:
         raise ValueError(f"n ({n}) must be at least num_threads ({num_threads})")
-    cdef size_t needed = ARRAYS * 8 * <size_t>n
-    free_bytes = available_memory_bytes()
-    if n > (1 << 58) // (8 * ARRAYS) or needed > free_bytes:
+    needed, free_bytes = ARRAYS * 8 * n, available_memory_bytes()  # Python ints: no overflow
+    if needed > free_bytes:
         raise ValueError(f"{ARRAYS} arrays of {n:,} doubles need {ARRAYS * 8 * n / 2**30:.2f} GiB;"
                          f" this machine has {free_bytes / 2**30:.2f} GiB free")
     cdef size_t padded = (8 * <size_t>n + 63) // 64 * 64  # aligned_alloc wants a multiple
