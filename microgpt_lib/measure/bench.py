@@ -11,7 +11,8 @@ A rung is named as in the registry ("python_fast") or, for the intermediate vari
 times, as "module:Class" ("microgpt_lib.rungs.rung2_python_fast.variants:ScalarFusedGPT").
 
 CLI: `python -m microgpt_lib.measure.bench --rungs scalar python_fast --configs e16_L1_b16 --json out.json`
-(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`).
+(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`). Its `run` and
+`compare OLD NEW` commands save results and detect regressions (`microgpt_lib.measure.regression`).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm
 
 from microgpt_lib.config import GPTConfig
 from microgpt_lib.data import names_corpus
+from microgpt_lib.files import atomic_write_json
 from microgpt_lib.machine import environment
 from microgpt_lib.measure.gc_stats import GCRecorder
 from microgpt_lib.params import init_params
@@ -317,11 +319,16 @@ def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
 def save_json(results: list[Measurement], path: str | Path) -> None:
     """Write the measurements and the environment they were taken in."""
     payload = {"environment": environment(), "measurements": [m.summary() for m in results]}
-    Path(path).write_text(json.dumps(payload, indent=1))
+    atomic_write_json(path, payload)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: time any set of rungs and configs, print the table, optionally save JSON."""
+def main(argv: list[str] | None = None) -> int:
+    """Command line: time any set of rungs and configs, print the table, optionally save JSON;
+    `run ...` and `compare OLD NEW ...` go to the regression tracker (exit status 1: regression)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("run", "compare"):
+        from microgpt_lib.measure import regression  # it imports this module: import it late
+        return regression.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rungs", nargs="+", default=["scalar"])
     parser.add_argument("--configs", nargs="+", default=["e16_L1_b16"])
@@ -354,7 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(results, args.baseline))
     if args.json:
         save_json(results, args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
