@@ -41,3 +41,15 @@ def test_every_step_kernel_is_timed_on_odd_sizes():
     assert kernels == step and all(t.seconds > 0 and t.gflops > 0 for t in timings)
     with pytest.raises(ValueError, match="block_size"):
         rl.time_kernels(config, [8])
+
+
+def test_step_breakdown_covers_every_kernel_and_sums_its_calls():
+    config = GPTConfig(n_embd=12, n_head=3, n_layer=2, block_size=7, vocab_size=5)
+    timings = rl.time_kernels(config, [5], np.float64, min_seconds=1e-4, repeats=1)
+    rows = rl.step_breakdown(config, [5], timings, ROOFS)
+    assert [r["kernel"] for r in rows] == [c.kernel for c in fc.step_costs(config, [5])]
+    fc1 = next(r for r in rows if r["role"].startswith("mlp fc1") and "forward" in r["kernel"])
+    per_call = next(t for t in timings if t.cost.role == fc1["role"]).seconds * 1e3
+    assert fc1["calls"] == 2 and fc1["ms"] == pytest.approx(2 * per_call)
+    residual = next(r for r in rows if r["kernel"] == "residual_add")
+    assert math.isnan(residual["ms"]) and residual["roof_ms"] > 0

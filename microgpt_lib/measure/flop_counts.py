@@ -5,7 +5,8 @@ vocabulary, L layers, s bytes per number (8 for float64, 4 for float32). A multi
 each count one FLOP; so do a comparison (max, relu), a division, exp, log and sqrt.
 
 Bytes are the compulsory traffic: each input read once, each output written once, a gradient
-that is accumulated (+=) read and written. A kernel whose data stay in cache between its loops
+that is accumulated (+=) read and written. The working set (footprint) counts each array once:
+it decides which level of the memory hierarchy can hold the kernel's data. A kernel whose data stay in cache between its loops
 moves this much; one that re-reads from memory moves more. So flops / bytes, the arithmetic
 intensity, is an upper bound on what a kernel can do per byte.
 
@@ -32,6 +33,12 @@ class KernelCost:
     flops: float
     bytes: float
     calls: int = 1
+    footprint: float = 0.0  # distinct bytes touched (an accumulated array counts once); 0: bytes
+
+    @property
+    def working_set(self) -> float:
+        """Bytes the kernel's data occupy: what must fit in a cache for it to run from there."""
+        return self.footprint or self.bytes
 
     @property
     def intensity(self) -> float:
@@ -52,7 +59,8 @@ def matmul_forward(N: int, Cin: int, Cout: int, s: int, role: str = "") -> Kerne
 def matmul_backward(N: int, Cin: int, Cout: int, s: int, role: str = "") -> KernelCost:
     """dw += dout^T @ x and dx = dout @ w: two products the size of the forward one."""
     return KernelCost("matmul_backward", role, 4 * N * Cin * Cout,
-                      s * (N * Cout + 2 * N * Cin + 3 * Cout * Cin))
+                      s * (N * Cout + 2 * N * Cin + 3 * Cout * Cin),
+                      footprint=s * (N * Cout + 2 * N * Cin + 2 * Cout * Cin))
 
 
 def rmsnorm_forward(N: int, C: int, s: int, role: str = "") -> KernelCost:
@@ -62,7 +70,8 @@ def rmsnorm_forward(N: int, C: int, s: int, role: str = "") -> KernelCost:
 
 def rmsnorm_backward(N: int, C: int, s: int, role: str = "") -> KernelCost:
     """Per row: dot(dout, x) (2C), coef = rstd^3 * dot / C (4), dx += rstd*dout - coef*x (4C)."""
-    return KernelCost("rmsnorm_backward", role, 6 * N * C + 4 * N, s * (4 * N * C + N))
+    return KernelCost("rmsnorm_backward", role, 6 * N * C + 4 * N, s * (4 * N * C + N),
+                      footprint=s * (3 * N * C + N))
 
 
 def relu_forward(n: int, s: int, role: str = "") -> KernelCost:
@@ -83,12 +92,13 @@ def encoder_forward(N: int, C: int, s: int) -> KernelCost:
 def encoder_backward(N: int, C: int, s: int) -> KernelCost:
     """dwte[token] += dx[n], dwpe[pos] += dx[n]: two adds per element, two rows read+written."""
     return KernelCost("encoder_backward", "embeddings", 2 * N * C,
-                      s * 5 * N * C + 2 * INDEX_BYTES * N)
+                      s * 5 * N * C + 2 * INDEX_BYTES * N,
+                      footprint=s * 3 * N * C + 2 * INDEX_BYTES * N)
 
 
 def residual_add(N: int, C: int, s: int) -> KernelCost:
     """y += x on the residual stream (forward; the backward folds it into rmsnorm_backward)."""
-    return KernelCost("residual_add", "residual", N * C, s * 3 * N * C)
+    return KernelCost("residual_add", "residual", N * C, s * 3 * N * C, footprint=s * 2 * N * C)
 
 
 def attention_pairs(seq_lens: Sequence[int], square: bool = False) -> int:
@@ -112,7 +122,7 @@ def attention_backward(seq_lens: Sequence[int], C: int, H: int, s: int,
     writes dq, dk, dv."""
     N, P = sum(seq_lens), attention_pairs(seq_lens, square)
     return KernelCost("attention_backward", "causal self-attention", P * (8 * C + 5 * H),
-                      s * (10 * N * C + H * P))
+                      s * (10 * N * C + H * P), footprint=s * (7 * N * C + H * P))
 
 
 def softmax_crossentropy_forward(N: int, V: int, s: int) -> KernelCost:
@@ -135,7 +145,8 @@ ADAMW_FLOPS_PER_PARAM = 15
 
 def adamw(P: int, s: int) -> KernelCost:
     """15 FLOPs per parameter; reads p, g, m, v and writes p, m, v."""
-    return KernelCost("adamw_update", "optimiser", ADAMW_FLOPS_PER_PARAM * P, s * 7 * P)
+    return KernelCost("adamw_update", "optimiser", ADAMW_FLOPS_PER_PARAM * P, s * 7 * P,
+                      footprint=s * 4 * P)
 
 
 def grad_norm(P: int, s: int) -> KernelCost:

@@ -2,8 +2,8 @@
 
 A kernel doing F FLOPs while moving B bytes cannot run faster than the arithmetic peak, nor
 faster than the memory can feed it: attainable GFLOP/s = min(peak, (F / B) x bandwidth). Which
-bandwidth? The kernel's compulsory bytes are its working set; we take the bandwidth of the
-smallest memory level that holds it (measured with the STREAM triad). A kernel left of the
+bandwidth? That of the smallest memory level that holds the kernel's working set (measured with
+the STREAM triad). A kernel left of the
 ridge point (F / B < peak / bandwidth) is memory-bound, right of it compute-bound; its
 efficiency is achieved / attainable.
 
@@ -137,7 +137,8 @@ def _kernel_calls(config: GPTConfig, seq_lens: Sequence[int],
     P = config.num_params
     p, g, m, vv = rand(P), rand(P), np.zeros(P, dtype), np.zeros(P, dtype)
     adam, norm = fc.adamw(P, s), fc.grad_norm(P, s)  # adamw_update also computes the norm
-    calls.append((replace(adam, flops=adam.flops + norm.flops, bytes=adam.bytes + norm.bytes),
+    calls.append((replace(adam, flops=adam.flops + norm.flops, bytes=adam.bytes + norm.bytes,
+                          footprint=adam.working_set),
                   lambda: fastops.adamw_update(p, g, m, vv, 1, 1e-3, 0.9, 0.99, 1e-8, 0.1)))
     return calls
 
@@ -160,8 +161,8 @@ def roofline_rows(timings: Sequence[KernelTiming], roofs: Roofs) -> list[dict]:
     level whose bandwidth applies, compute- or memory-bound, and efficiency."""
     rows = []
     for t in timings:
-        level = roofs.memory_level(t.cost.bytes)
-        attainable = roofs.attainable(t.cost.intensity, t.cost.bytes)
+        level = roofs.memory_level(t.cost.working_set)
+        attainable = roofs.attainable(t.cost.intensity, t.cost.working_set)
         bound = "compute" if t.cost.intensity >= roofs.ridge(level) else "memory"
         rows.append({"kernel": t.cost.kernel, "role": t.cost.role, "flops": t.cost.flops,
                      "bytes": t.cost.bytes, "intensity": t.cost.intensity,
@@ -203,3 +204,23 @@ def plot_roofline(ax, roofs: Roofs, points: dict[str, Sequence[dict]]) -> None:
     ax.set_ylabel("GFLOP/s")
     ax.set_title(f"Roofline, {roofs.dtype}, {roofs.threads} thread(s)")
     ax.legend(fontsize=7, loc="lower right")
+
+
+def step_breakdown(config: GPTConfig, seq_lens: Sequence[int], timings: Sequence[KernelTiming],
+                   roofs: Roofs, square_attention: bool = False,
+                   clip: bool = False) -> list[dict]:
+    """Per kernel of one step: calls, ms spent (time per call x calls), ms at its roof (FLOPs at
+    the attainable GFLOP/s) and the difference, the time a perfect kernel would win back.
+    Kernels with no Python entry point of their own (the residual add; the gradient norm, which
+    adamw_update computes too) appear with their roof time only."""
+    timed = {(t.cost.kernel, t.cost.role): t for t in timings}
+    rows = []
+    for cost in fc.step_costs(config, seq_lens, np.dtype(roofs.dtype).itemsize, clip=clip,
+                              square_attention=square_attention):
+        roof_ms = cost.calls * cost.flops / roofs.attainable(cost.intensity,
+                                                              cost.working_set) / 1e6
+        t = timed.get((cost.kernel, cost.role))
+        spent = t.seconds * 1e3 * cost.calls if t else float("nan")
+        rows.append({"kernel": cost.kernel, "role": cost.role, "calls": cost.calls,
+                     "ms": spent, "roof_ms": roof_ms, "lost_ms": spent - roof_ms})
+    return rows
