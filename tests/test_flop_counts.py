@@ -1,4 +1,4 @@
-"""The FLOP and byte formulas agree with operations and traffic counted on the NumPy twin kernels."""
+"""The FLOP and byte formulas agree with operations and traffic counted on the NumPy twins."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""What the operating system says about this CPU: vector features, caches, BLAS kernels (chapter 6).
+"""What the OS says about this CPU: vector features, caches, the BLAS kernels in use (chapter 6).
 
 Linux describes every CPU in /proc/cpuinfo (model, flags such as avx2 or avx512f) and every cache
 in /sys/devices/system/cpu/cpu0/cache/index*/ (level, type, size, which CPUs share it).

@@ -5,10 +5,10 @@ vocabulary, L layers, s bytes per number (8 for float64, 4 for float32). A multi
 each count one FLOP; so do a comparison (max, relu), a division, exp, log and sqrt.
 
 Bytes are the compulsory traffic: each input read once, each output written once, a gradient
-that is accumulated (+=) read and written. The working set (footprint) counts each array once:
-it decides which level of the memory hierarchy can hold the kernel's data. A kernel whose data stay in cache between its loops
+that is accumulated (+=) read and written. A kernel whose data stay in cache between its loops
 moves this much; one that re-reads from memory moves more. So flops / bytes, the arithmetic
-intensity, is an upper bound on what a kernel can do per byte.
+intensity, is an upper bound on what a kernel can do per byte. The working set (footprint)
+counts each array once: it decides which level of the memory hierarchy can hold the data.
 
 Attention: token t of a sequence attends to t + 1 keys, so a sequence of T tokens has
 T(T + 1) / 2 (query, key) pairs per head; fastops' BLAS path computes the full T x T square and
