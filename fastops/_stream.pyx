@@ -17,7 +17,7 @@ Cython.
 import os
 
 from cython.parallel cimport parallel, threadid
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -86,12 +86,20 @@ def stream_bytes(str kernel, Py_ssize_t n) -> int:
 
 def stream_seconds(str kernel, Py_ssize_t n, int num_threads=1, Py_ssize_t passes=1,
                    int repeats=5) -> float:
-    """Best wall time in seconds of one pass of `kernel` over n doubles per array.
+    """Best wall time in seconds of one pass of `kernel` over n doubles per array (the least of
+    stream_times' timings)."""
+    return min(stream_times(kernel, n, num_threads, passes, repeats))
+
+
+def stream_times(str kernel, Py_ssize_t n, int num_threads=1, Py_ssize_t passes=1,
+                 int repeats=5) -> list:
+    """Wall time in seconds of one pass of `kernel` over n doubles per array, for each repeat.
 
     Three arrays of n doubles are allocated (and touched by the threads that will use them);
     each of `repeats` timings runs `passes` passes on num_threads threads, each thread on its own
-    contiguous slab. Raises ValueError for an unknown kernel, non-positive sizes or counts, more
-    threads than CPUs, or arrays that would not fit in the memory the machine has free.
+    contiguous slab, inside one parallel region: with tiny n, a timing is the cost of entering
+    and leaving that region. Raises ValueError for an unknown kernel, non-positive sizes or
+    counts, more threads than CPUs, or arrays that would not fit in the free memory.
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}: use one of {', '.join(KERNELS)}")
@@ -112,13 +120,14 @@ def stream_seconds(str kernel, Py_ssize_t n, int num_threads=1, Py_ssize_t passe
     cdef double* c = <double*>aligned_alloc(64, padded)
     cdef Py_ssize_t part = (n + num_threads - 1) // num_threads, lo, hi, p, i
     cdef int r
-    cdef double start, best = 1e300
+    cdef double start
+    cdef double* times = <double*>malloc(repeats * sizeof(double))
     cdef stream_fn fn
     cdef double* dst
     cdef double* x
     cdef double* y
     try:
-        if a == NULL or b == NULL or c == NULL:
+        if a == NULL or b == NULL or c == NULL or times == NULL:
             raise MemoryError(f"could not allocate {ARRAYS} arrays of {n:,} doubles")
         # STREAM's roles: copy c = a; scale b = 3c; add c = a + b; triad a = b + 3c
         if kernel == "copy":
@@ -146,9 +155,10 @@ def stream_seconds(str kernel, Py_ssize_t n, int num_threads=1, Py_ssize_t passe
                     if hi > lo:
                         for p in range(passes):
                             fn(dst + lo, x + lo, y + lo, 3.0, hi - lo)
-                best = min(best, (_now() - start) / passes)
+                times[r] = (_now() - start) / passes
+        return [times[r] for r in range(repeats)]
     finally:
         free(a)
         free(b)
         free(c)
-    return best
+        free(times)

@@ -5,7 +5,7 @@ import pytest
 fastops = pytest.importorskip(
     "fastops", reason="fastops is not built (python setup.py build_ext --inplace)")
 from fastops import _stream  # noqa: E402
-from microgpt_lib.measure import bandwidth, cpu_info, machine_peaks  # noqa: E402
+from microgpt_lib.measure import bandwidth, cpu_info, fork_join, machine_peaks  # noqa: E402
 
 
 def test_stream_kernels_reject_bad_input_with_clear_errors():
@@ -60,6 +60,9 @@ def test_cpu_info_parses_sysfs_notation_and_missing_files(tmp_path):
     assert cpu_info.caches(tmp_path / "missing") == []
     assert cpu_info.cpu_model_and_flags(str(tmp_path / "missing")) == ("unknown", set())
     assert set(cpu_info.describe_cpu()) >= {"model", "caches", "vector_features", "blas"}
+    (tmp_path / "siblings").write_text("0,4\n")
+    assert cpu_info.threads_per_core(str(tmp_path / "siblings")) == 2
+    assert cpu_info.threads_per_core(str(tmp_path / "missing")) is None
 
 
 def test_peaks_are_positive_and_restore_the_blas_threshold():
@@ -72,3 +75,13 @@ def test_peaks_are_positive_and_restore_the_blas_threshold():
     with pytest.raises(ValueError, match=">= 1"):
         machine_peaks.own_kernel_gflops(n=0)
     assert np.isfinite(machine_peaks.best_seconds(lambda: None, 1e-4, 1))
+
+
+def test_stream_times_give_one_timing_per_repeat_and_regions_cost_time():
+    times = _stream.stream_times("add", 64, 1, passes=3, repeats=4)
+    assert len(times) == 4 and min(times) > 0
+    assert fork_join.region_seconds(1, repeats=5) > 0
+    with pytest.raises(ValueError, match="threads"):
+        fork_join.region_seconds(0)
+    with pytest.raises(ValueError, match="repeats"):
+        fork_join.region_seconds(1, repeats=0)

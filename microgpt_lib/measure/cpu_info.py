@@ -90,12 +90,22 @@ def blas_libraries() -> list[dict]:
             for pool in threadpool_info()]
 
 
+def threads_per_core(path: str = "/sys/devices/system/cpu/cpu0/topology/thread_siblings_list"
+                     ) -> int | None:
+    """Logical CPUs sharing cpu0's core (2 with SMT / hyper-threading); None if not reported."""
+    try:
+        return _count_cpus(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def describe_cpu() -> dict:
     """Model, logical CPUs, vector features present, caches and BLAS kernels: one dict to save."""
     model, flags = cpu_model_and_flags()
     return {
         "model": model,
         "logical_cpus": os.cpu_count(),
+        "threads_per_core": threads_per_core(),
         "vector_features": [f for f in VECTOR_FLAGS if f in flags],
         "caches": [{"name": c.name, "size_bytes": c.size_bytes, "shared_by": c.shared_by}
                    for c in caches()],
