@@ -1,4 +1,7 @@
-"""Build fastops: every fastops/*.pyx becomes an extension, annotated (the HTML is chapter 5 material).
+"""Build fastops: the Cython extension `_gpt` (and `_gpt_v3`), annotated (chapter 5 shows the HTML).
+
+`fastops/_gpt.pyx` includes the .pxi files that hold the kernels, the model and the entry points;
+Cython writes one annotated HTML page per file (fastops/kernels.html, ...).
 
 Portable by default: -O3 for the baseline of the architecture, OpenMP if the compiler accepts
 -fopenmp (tested by compiling a tiny program; without it the kernels run on one thread). On
@@ -56,7 +59,7 @@ else:
         compile_args.append("-fopenmp-simd")  # the simd pragmas need no runtime
 
 # (module, flags placed before compile_args, so that FASTOPS_NATIVE's -march=native wins)
-modules = [("_adam", []), ("_gpt", []), ("_stream", [])]
+modules = [("_gpt", []), ("_stream", [])]
 V3 = ["-march=x86-64-v3"]
 if platform.machine().lower() in ("x86_64", "amd64") and compiler_accepts(V3, runtime=False):
     modules.append(("_gpt_v3", V3))  # _gpt_v3.pyx includes _gpt.pyx
@@ -72,6 +75,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=flags + compile_args,
         extra_link_args=link_args,
+        libraries=["dl"] if sys.platform.startswith("linux") else [],  # dlopen: fastops' BLAS
     )
     for name, flags in modules
 ]

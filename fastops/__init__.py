@@ -1,13 +1,17 @@
 """fastops: the Cython kernels of the course's top rung (chapter 5), compiled at install time.
 
-`_gpt` holds every layer's forward/backward pair, AdamW and the whole training step (see its
-docstring); `_adam` the plain Adam loop. If the extension is not built, importing this package
-raises an ImportError that says how to build it.
+`_gpt` holds every layer's forward/backward pair, AdamW, the model's parameter layout and the
+whole training step (its docstring lists the files, in reading order). If the extension is not
+built, importing this package raises an ImportError that says how to build it.
 
 One source, two builds: on x86-64, setup.py also compiles `_gpt.pyx` for x86-64-v3 (AVX2 and FMA)
 as `_gpt_v3`. This package uses it when the CPU can run it and the baseline `_gpt` otherwise;
 `ISA` says which one is in use. FASTOPS_ISA=baseline (or x86-64-v3) in the environment forces a
 choice, for measuring one against the other (chapter 5).
+
+Fast by default: importing fastops hands the large matrix products to the BLAS that NumPy ships
+(OpenBLAS), where NumPy has one (`fastops.blas`: thresholds, and switching it off and on).
+FASTOPS_BLAS=0 in the environment keeps every product in fastops' own loops.
 
 Threads wait passively (OMP_WAIT_POLICY=passive, unless already set): an OpenMP thread that
 spins at a barrier while another program holds the other core can make a 2-thread step 100x
@@ -20,19 +24,22 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read once, when libgomp loads
 
 KERNELS = (
-    "activation_offsets", "adamw_update", "attention_backward", "attention_forward",
-    "cpu_has_x86_64_v3", "encoder_backward", "encoder_forward", "get_blas_threshold",
-    "get_parallel_threshold", "gpt_loss", "matmul_backward", "matmul_forward", "openmp_enabled",
-    "relu_backward", "relu_forward", "rmsnorm_backward", "rmsnorm_forward",
-    "set_attention_blas_threshold", "set_blas", "set_blas_threshold", "set_parallel_threshold",
-    "softmax_crossentropy_backward", "softmax_crossentropy_forward", "train_step",
+    "MAX_THREADS", "activation_offsets", "adamw_update", "blas_library", "cpu_has_x86_64_v3",
+    "get_attention_blas_threshold", "get_blas_threshold", "get_parallel_threshold", "gpt_loss",
+    "openmp_enabled", "param_layout", "register_numpy_blas", "set_attention_blas_threshold",
+    "set_blas_threshold", "set_parallel_threshold", "train_step", "unregister_blas",
     "workspace_size",
+)
+# One Python function per layer kernel (chapter 4's names and shapes), `py_<name>` in the module
+LAYERS = (
+    "attention_backward", "attention_forward", "encoder_backward", "encoder_forward",
+    "matmul_backward", "matmul_forward", "relu_backward", "relu_forward", "rmsnorm_backward",
+    "rmsnorm_forward", "softmax_crossentropy_backward", "softmax_crossentropy_forward",
 )
 ISAS = {"baseline": "_gpt", "x86-64-v3": "_gpt_v3"}  # FASTOPS_ISA value -> module
 
 try:
     from . import _gpt as _baseline
-    from ._adam import adam_update
 except ImportError as err:  # the compiled module is missing or stale
     raise ImportError(
         "fastops is not built. From the repository root run `make build` (or "
@@ -58,5 +65,11 @@ def _pick_isa(requested: str) -> str:
 ISA = _pick_isa(os.environ.get("FASTOPS_ISA", "auto"))
 kernels = importlib.import_module(f"{__name__}.{ISAS[ISA]}")  # the module every name comes from
 globals().update({name: getattr(kernels, name) for name in KERNELS})
+globals().update({name: getattr(kernels, f"py_{name}") for name in LAYERS})
 
-__all__ = ["ISA", "adam_update", "kernels", *KERNELS]
+from . import blas  # noqa: E402  (it registers with `kernels`, picked above)
+
+if os.environ.get("FASTOPS_BLAS", "1") != "0":
+    blas.enable_numpy_blas()
+
+__all__ = ["ISA", "blas", "kernels", *KERNELS, *LAYERS]

@@ -1,28 +1,16 @@
-"""Find the BLAS that NumPy ships and hand its gemm to the C kernels (optional, measured in ch. 5).
+"""Hand fastops' large matrix products to the BLAS that NumPy ships, or keep them in our loops.
 
-NumPy's wheels bundle OpenBLAS with 64-bit-integer symbols (`scipy_cblas_dgemm64_`); NumPy has
-already loaded it, so ctypes finds the same library and gives us the functions' addresses. If the
-library or the symbols are not there (a NumPy built against another BLAS), nothing is registered
-and every product stays in our hand-written loops.
+NumPy's wheels bundle OpenBLAS with 64-bit-integer symbols (`scipy_cblas_dgemm64_`). fastops
+finds that library itself (`register_numpy_blas`: the file inside NumPy's wheel, opened with
+dlopen) and uses its gemm for products of at least `threshold` multiply-adds. Importing fastops
+does this with the default thresholds below, unless FASTOPS_BLAS=0; chapter 5 switches BLAS off
+and on to measure our loops against it. If NumPy ships no such library (a NumPy built against
+another BLAS), nothing is registered and every product stays in our hand-written loops.
 """
 from __future__ import annotations
 
-import ctypes
-from pathlib import Path
-
-import numpy
-
-from . import set_attention_blas_threshold, set_blas, set_blas_threshold
-
-SYMBOLS = ("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_")
-
-
-def numpy_openblas() -> Path | None:
-    """Path of the OpenBLAS shared library inside the NumPy wheel, if there is one."""
-    libs = Path(numpy.__file__).resolve().parent.parent / "numpy.libs"
-    found = sorted(libs.glob("libscipy_openblas64_*.so*")) if libs.is_dir() else []
-    return found[0] if found else None
-
+from . import register_numpy_blas, set_attention_blas_threshold, set_blas_threshold
+from . import unregister_blas
 
 DEFAULT_THRESHOLD = 64**3  # multiply-adds (M*K*N) from which BLAS beats our loops (chapter 5)
 # Attention of one (sequence, head) goes to BLAS from T*T*head_size = 32^3 (T = 64, hd = 8) on:
@@ -32,26 +20,22 @@ DEFAULT_ATTENTION_THRESHOLD = 32**3
 
 def enable_numpy_blas(threshold: int = DEFAULT_THRESHOLD,
                       attention_threshold: int | None = None) -> str | None:
-    """Register NumPy's OpenBLAS dgemm/sgemm with fastops for products of at least `threshold`
-    multiply-adds, and for attention from T*T*head_size >= attention_threshold (default: the
-    smaller of threshold and DEFAULT_ATTENTION_THRESHOLD); returns the library path, or None (and
-    changes nothing) if not found."""
-    path = numpy_openblas()
-    if path is None:
-        return None
-    try:
-        lib = ctypes.CDLL(str(path))
-        addresses = [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in SYMBOLS]
-    except (OSError, AttributeError):
-        return None
-    set_blas(*addresses)
-    set_blas_threshold(threshold)
+    """Use NumPy's OpenBLAS dgemm/sgemm for products of at least `threshold` multiply-adds, and
+    for attention from T*T*head_size >= attention_threshold (default: the smaller of threshold
+    and DEFAULT_ATTENTION_THRESHOLD); returns the library path, or None (and changes nothing)
+    if NumPy ships no such library. ValueError for a negative threshold."""
     if attention_threshold is None:
         attention_threshold = min(threshold, DEFAULT_ATTENTION_THRESHOLD)
-    set_attention_blas_threshold(attention_threshold)
-    return str(path)
+    for value in (threshold, attention_threshold):
+        if not 0 <= value < 2**63:
+            raise ValueError(f"a BLAS threshold is 0..2**63-1 multiply-adds, got {value}")
+    path = register_numpy_blas()
+    if path is not None:
+        set_blas_threshold(threshold)
+        set_attention_blas_threshold(attention_threshold)
+    return path
 
 
 def disable_blas() -> None:
-    """Unregister BLAS: every product runs in fastops' own loops."""
-    set_blas(0, 0)
+    """Run every product in fastops' own loops (enable_numpy_blas switches BLAS back on)."""
+    unregister_blas()

@@ -1,14 +1,14 @@
-"""fastops kernels against their NumPy references."""
+"""fastops' optimiser against its NumPy reference, and the message of an unbuilt fastops."""
 import numpy as np
 import pytest
 
 fastops = pytest.importorskip("fastops", reason="fastops is not built: run `make build`")
-from microgpt_lib.optim import adam_update_numpy  # noqa: E402
+from microgpt_lib.optim import BETA1, BETA2, EPS, adam_update_numpy  # noqa: E402
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-15), (np.float32, 1e-6)])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 1e-6)])
 @pytest.mark.parametrize("n", [1, 7, 4192])
-def test_adam_update_matches_numpy(dtype, tol, n):
+def test_adamw_update_without_decay_matches_numpy_adam(dtype, tol, n):
     rng = np.random.default_rng(n)
     state = [rng.standard_normal(n).astype(dtype) for _ in range(4)]
     state[3] = np.abs(state[3])  # v is non-negative
@@ -17,27 +17,43 @@ def test_adam_update_matches_numpy(dtype, tol, n):
         grads = rng.standard_normal(n).astype(dtype)
         p, g, m, v = state
         g[...] = grads
-        fastops.adam_update(p, g, m, v, t, 0.01, 0.85, 0.99, 1e-8)
+        norm = fastops.adamw_update(p, g, m, v, t, 0.01, BETA1, BETA2, EPS)
+        assert np.isclose(norm, np.linalg.norm(grads), rtol=tol)
+        assert np.array_equal(g, grads)  # adamw_update keeps the gradient
         rp, rg, rm, rv = ref
         rg[...] = grads
         adam_update_numpy(rp, rg, rm, rv, t, 0.01)
-        for a, b in zip(state, ref):
-            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-        assert not g.any()
+        for i in (0, 2, 3):  # params, m, v (the reference also zeroes its gradient)
+            np.testing.assert_allclose(state[i], ref[i], rtol=tol, atol=tol)
 
 
-def test_adam_update_rejects_mismatched_lengths():
+def test_adamw_update_decays_and_clips_like_pytorch():
+    """p <- p * (1 - lr*wd), then Adam on the gradient scaled to norm clip_norm (plus 1e-6)."""
+    rng = np.random.default_rng(5)
+    p, g = rng.standard_normal(50), 3 * rng.standard_normal(50)
+    m, v = np.zeros(50), np.zeros(50)
+    lr, wd, clip = 0.01, 0.1, 1.0
+    want, gs = p * (1 - lr * wd), g * clip / (np.linalg.norm(g) + 1e-6)
+    m_ref, v_ref = (1 - BETA1) * gs, (1 - BETA2) * gs * gs
+    want -= lr * (m_ref / (1 - BETA1)) / (np.sqrt(v_ref / (1 - BETA2)) + EPS)
+    fastops.adamw_update(p, g, m, v, 1, lr, BETA1, BETA2, EPS, wd, clip)
+    np.testing.assert_allclose(p, want, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(m, m_ref, rtol=1e-13)
+
+
+def test_adamw_update_rejects_mismatched_lengths():
     a, b = np.zeros(3), np.zeros(4)
     with pytest.raises(ValueError, match="one length"):
-        fastops.adam_update(a, a.copy(), a.copy(), b, 1, 0.01, 0.85, 0.99, 1e-8)
+        fastops.adamw_update(a, a.copy(), a.copy(), b, 1, 0.01, 0.85, 0.99, 1e-8)
 
 
-def test_adam_update_rejects_wrong_dtype_and_non_contiguous():
+def test_adamw_update_rejects_wrong_dtype_and_non_contiguous():
     with pytest.raises((TypeError, ValueError)):
-        fastops.adam_update(*(np.zeros(3, dtype=np.int64) for _ in range(4)), 1, 0.01, 0.85, 0.99, 1e-8)
+        fastops.adamw_update(*(np.zeros(3, dtype=np.int64) for _ in range(4)), 1, 0.01, 0.85,
+                             0.99, 1e-8)
     strided = np.zeros(6)[::2]
     with pytest.raises(ValueError):
-        fastops.adam_update(strided, *(np.zeros(3) for _ in range(3)), 1, 0.01, 0.85, 0.99, 1e-8)
+        fastops.adamw_update(strided, *(np.zeros(3) for _ in range(3)), 1, 0.01, 0.85, 0.99, 1e-8)
 
 
 def test_unbuilt_fastops_says_how_to_build_it(tmp_path):
@@ -48,7 +64,8 @@ def test_unbuilt_fastops_says_how_to_build_it(tmp_path):
     from pathlib import Path
 
     source = Path(fastops.__file__).parent
-    shutil.copytree(source, tmp_path / "fastops", ignore=shutil.ignore_patterns("*.so", "*.c", "*.html"))
+    shutil.copytree(source, tmp_path / "fastops",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "*.html"))
     # -S: no site-packages, so an editable install's import hook cannot find the real build.
     result = subprocess.run([sys.executable, "-S", "-c", "import fastops"], cwd=tmp_path,
                             capture_output=True, text=True)

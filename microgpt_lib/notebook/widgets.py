@@ -27,7 +27,8 @@ class TrainingPanel:
 
     def __init__(self, rung: str = "scalar", redraw_every: int = 10) -> None:
         self.redraw_every = redraw_every
-        style = {"description_width": "110px"}
+        # Controls fit a phone-wide column (360 px at most) and wrap below each other there.
+        style = {"description_width": "100px"}
         self.rung = widgets.Dropdown(options=available_rungs(), value=rung, description="rung",
                                      style=style)
         self.n_embd = widgets.Dropdown(options=[4, 8, 16, 32], value=8, description="n_embd", style=style)
@@ -50,10 +51,15 @@ class TrainingPanel:
         self.button.on_click(lambda _: self.train())
         self.history: TrainingHistory | None = None
         self.samples: list[str] = []
-        controls = widgets.VBox([self.rung, self.n_embd, self.n_head, self.n_layer, self.block_size,
-                                 self.steps, self.lr, self.temperature, self.seed])
-        run = widgets.VBox([self.button, self.progress, self.status, self.samples_html])
-        self.widget = widgets.VBox([widgets.HBox([controls, run]), self.plot])
+        fields = [self.rung, self.n_embd, self.n_head, self.n_layer, self.block_size, self.steps,
+                  self.lr, self.temperature, self.seed]
+        for field in fields + [self.progress]:
+            field.layout = widgets.Layout(width="360px", max_width="100%")
+        controls = widgets.VBox(fields, layout=widgets.Layout(max_width="100%"))
+        run = widgets.VBox([self.button, self.progress, self.status, self.samples_html],
+                           layout=widgets.Layout(width="360px", max_width="100%"))
+        row = widgets.HBox([controls, run], layout=widgets.Layout(flex_flow="row wrap"))
+        self.widget = widgets.VBox([row, self.plot], layout=widgets.Layout(max_width="100%"))
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -66,7 +72,7 @@ class TrainingPanel:
     def _redraw(self, losses: list[float]) -> None:
         with self.plot:
             self.plot.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(7, 3))
+            fig, ax = plt.subplots(figsize=(6.4, 3))
             plot_losses({self.rung.value: losses}, window=max(1, len(losses) // 10), ax=ax)
             plt.show()
 

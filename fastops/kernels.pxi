@@ -1,0 +1,645 @@
+# The layers of the GPT in C: one forward/backward pair per layer, the twins, function for
+# function, of the NumPy layers of chapter 4 (same names, same equations), plus AdamW.
+#
+# Shapes (every size is a Py_ssize_t, 64 bits on the machines fastops builds for):
+#   N  = tokens in the packed batch        B  = sequences in it (cu_seqlens is (B+1,))
+#   T  = tokens of one sequence (<= block) C  = channels (n_embd)      OC = output channels
+#   NH = attention heads                   hd = C / NH, channels per head
+#   V  = vocabulary size                   block = block_size, the longest sequence
+# A batch is packed: the real tokens of its B sequences one after the other, no padding; token n
+# of the batch sits at position pos[n] of its sequence. Every matrix is row-major and contiguous.
+#
+# Each kernel is a `cdef ... nogil` function on raw pointers, written once for float and double
+# (`real`). Backward kernels accumulate weight gradients (+=), as llm.c's do. `nthreads` > 1
+# shares a kernel's work among OpenMP threads when the work is large enough (blas_and_cpu.pxi).
+
+cdef double RMS_EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# Dot products. A sum in C (and Cython) must be added in the written order, which forbids vector
+# registers; OpenMP's `simd reduction` pragma grants the compiler leave to reorder these sums
+# (-fopenmp-simd needs no OpenMP runtime). Cython cannot emit a pragma, so these lines are C,
+# pasted verbatim into the generated file.
+
+cdef extern from *:
+    """
+    #define FASTOPS_DOT4(T, NAME) \\
+    static inline void NAME(const T* x0, const T* x1, const T* x2, const T* x3, const T* w, \\
+                            Py_ssize_t n, T* out) { \\
+        T s0 = 0, s1 = 0, s2 = 0, s3 = 0; \\
+        _Pragma("omp simd reduction(+:s0,s1,s2,s3)") \\
+        for (Py_ssize_t i = 0; i < n; i++) { \\
+            s0 += x0[i] * w[i]; s1 += x1[i] * w[i]; s2 += x2[i] * w[i]; s3 += x3[i] * w[i]; \\
+        } \\
+        out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3; \\
+    } \\
+    static inline T NAME##_1(const T* x, const T* w, Py_ssize_t n) { \\
+        T s = 0; \\
+        _Pragma("omp simd reduction(+:s)") \\
+        for (Py_ssize_t i = 0; i < n; i++) s += x[i] * w[i]; \\
+        return s; \\
+    }
+    FASTOPS_DOT4(float, fastops_sdot4)
+    FASTOPS_DOT4(double, fastops_ddot4)
+    """
+    void fastops_sdot4(const float*, const float*, const float*, const float*, const float*,
+                       Py_ssize_t, float*) noexcept nogil
+    void fastops_ddot4(const double*, const double*, const double*, const double*,
+                       const double*, Py_ssize_t, double*) noexcept nogil
+    float fastops_sdot4_1(const float*, const float*, Py_ssize_t) noexcept nogil
+    double fastops_ddot4_1(const double*, const double*, Py_ssize_t) noexcept nogil
+
+
+cdef inline real _dot(const real* x, const real* y, Py_ssize_t n) noexcept nogil:
+    """x . y with a vectorised (reordered) sum."""
+    if real is float:
+        return fastops_sdot4_1(x, y, n)
+    else:
+        return fastops_ddot4_1(x, y, n)
+
+
+# ----------------------------------------------------------------------------------------------
+# encoder: each token's embedding plus its position's.
+
+cdef void encoder_forward(real* out,              # (N, C)
+                          const int64_t* tokens,  # (N,) ids in 0..V-1
+                          const int64_t* pos,     # (N,) positions in 0..block-1
+                          const real* wte,        # (V, C)
+                          const real* wpe,        # (block, C)
+                          Py_ssize_t N, Py_ssize_t C) noexcept nogil:
+    """out[n] = wte[tokens[n]] + wpe[pos[n]]."""
+    cdef Py_ssize_t n, i
+    for n in range(N):
+        for i in range(C):
+            out[n * C + i] = wte[tokens[n] * C + i] + wpe[pos[n] * C + i]
+
+
+cdef void encoder_backward(real* dwte,             # (V, C), added to
+                           real* dwpe,             # (block, C), added to
+                           const real* dout,       # (N, C)
+                           const int64_t* tokens,  # (N,)
+                           const int64_t* pos,     # (N,)
+                           Py_ssize_t N, Py_ssize_t C) noexcept nogil:
+    """dwte[tokens[n]] += dout[n]; dwpe[pos[n]] += dout[n]."""
+    cdef Py_ssize_t n, i
+    for n in range(N):
+        for i in range(C):
+            dwte[tokens[n] * C + i] += dout[n * C + i]
+            dwpe[pos[n] * C + i] += dout[n * C + i]
+
+
+# ----------------------------------------------------------------------------------------------
+# rmsnorm: each row divided by its root mean square (no learned scale in this GPT).
+
+cdef void rmsnorm_forward(real* out,      # (N, C)
+                          real* rstd,     # (N,), kept for the backward
+                          const real* x,  # (N, C)
+                          Py_ssize_t N, Py_ssize_t C) noexcept nogil:
+    """out[n] = x[n] * rstd[n], rstd[n] = (mean(x[n]^2) + 1e-5)^(-1/2); keeps rstd."""
+    cdef Py_ssize_t n, i
+    cdef double ss
+    cdef real r
+    for n in range(N):
+        ss = 0.0
+        for i in range(C):
+            ss += x[n * C + i] * x[n * C + i]
+        r = <real>(1.0 / sqrt(ss / C + RMS_EPS))
+        rstd[n] = r
+        for i in range(C):
+            out[n * C + i] = x[n * C + i] * r
+
+
+cdef void rmsnorm_backward(real* dx,          # (N, C), added to
+                           const real* dout,  # (N, C)
+                           const real* x,     # (N, C)
+                           const real* rstd,  # (N,)
+                           Py_ssize_t N, Py_ssize_t C) noexcept nogil:
+    """dx[n] += rstd*dout - x * rstd^3 * mean(dout * x)  (accumulates, for the residual stream)."""
+    cdef Py_ssize_t n, i
+    cdef double dot
+    cdef real r, coef
+    for n in range(N):
+        dot = 0.0
+        for i in range(C):
+            dot += dout[n * C + i] * x[n * C + i]
+        r = rstd[n]
+        coef = <real>(r * r * r * dot / C)
+        for i in range(C):
+            dx[n * C + i] += r * dout[n * C + i] - coef * x[n * C + i]
+
+
+# ----------------------------------------------------------------------------------------------
+# matmul: out = inp @ weight^T, the one primitive of every linear layer (no biases in this GPT).
+# The backward needs general products out (M, Nn) (+)= A (M, K) @ B (K, Nn): _gemm_loops.
+
+cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
+                            const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
+                            Py_ssize_t Nn) noexcept nogil:
+    """Rows m0..m1 of out += A @ B; four rows at a time so each row of B is loaded once for four.
+
+    A's element (m, k) is a[m*sam + k*sak] (strides let dW = dout^T @ x reuse this loop); the inner
+    loop is an axpy over a contiguous row, which the compiler vectorises without reordering sums.
+    """
+    cdef Py_ssize_t m, k, j, r
+    cdef real a0, a1, a2, a3, bj
+    cdef real *o0
+    cdef real *o1
+    cdef real *o2
+    cdef real *o3
+    cdef const real* brow
+    m = m0
+    while m + 4 <= m1:
+        o0 = out + m * Nn
+        o1 = o0 + Nn
+        o2 = o1 + Nn
+        o3 = o2 + Nn
+        for k in range(K):
+            a0 = a[m * sam + k * sak]
+            a1 = a[(m + 1) * sam + k * sak]
+            a2 = a[(m + 2) * sam + k * sak]
+            a3 = a[(m + 3) * sam + k * sak]
+            brow = b + k * Nn
+            for j in range(Nn):
+                bj = brow[j]
+                o0[j] += a0 * bj
+                o1[j] += a1 * bj
+                o2[j] += a2 * bj
+                o3[j] += a3 * bj
+        m += 4
+    if m < m1:  # the last 1-3 rows, in one more pass over B
+        for k in range(K):
+            brow = b + k * Nn
+            for r in range(m, m1):
+                o0 = out + r * Nn
+                a0 = a[r * sam + k * sak]
+                for j in range(Nn):
+                    o0[j] += a0 * brow[j]
+
+
+cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
+                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate,
+                      int nthreads) noexcept nogil:
+    """out (M, Nn) (+)= A @ B with hand-written loops; blocks of 4 rows shared among threads."""
+    cdef Py_ssize_t blk, nblk = (M + 3) // 4
+    if not accumulate:
+        memset(out, 0, M * Nn * sizeof(real))
+    if nthreads > 1 and M * K * Nn >= _parallel_min_flops and nblk > 1:
+        for blk in prange(nblk, num_threads=nthreads, schedule="static"):
+            _gemm_rows(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+    else:
+        _gemm_rows(out, a, sam, sak, b, 0, M, K, Nn)
+
+
+cdef inline void _matmul_forward_cols(real* out, const real* inp, const real* weight,
+                                      Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C,
+                                      Py_ssize_t OC) noexcept nogil:
+    """Columns o0..o1 of out = inp @ weight^T. Each row of weight is read once, from memory, and
+    meets every row of inp (which stays in cache) four rows at a time."""
+    cdef Py_ssize_t t, o
+    cdef real acc[4]
+    cdef const real* wr
+    for o in range(o0, o1):
+        wr = weight + o * C
+        t = 0
+        while t + 4 <= N:
+            if real is float:
+                fastops_sdot4(inp + t * C, inp + (t + 1) * C, inp + (t + 2) * C,
+                              inp + (t + 3) * C, wr, C, acc)
+            else:
+                fastops_ddot4(inp + t * C, inp + (t + 1) * C, inp + (t + 2) * C,
+                              inp + (t + 3) * C, wr, C, acc)
+            out[t * OC + o] = acc[0]
+            out[(t + 1) * OC + o] = acc[1]
+            out[(t + 2) * OC + o] = acc[2]
+            out[(t + 3) * OC + o] = acc[3]
+            t += 4
+        while t < N:
+            if real is float:
+                out[t * OC + o] = fastops_sdot4_1(inp + t * C, wr, C)
+            else:
+                out[t * OC + o] = fastops_ddot4_1(inp + t * C, wr, C)
+            t += 1
+
+
+cdef void matmul_forward(real* out,           # (N, OC)
+                         const real* inp,     # (N, C)
+                         const real* weight,  # (OC, C), PyTorch's (out, in) order
+                         Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, int nthreads) noexcept nogil:
+    """out = inp @ weight^T: BLAS when large enough, else our loops.
+    With threads, each thread makes its own BLAS call on a slab of rows (BLAS on one thread)."""
+    cdef Py_ssize_t blk, nblk = (OC + 15) // 16, r0, r1, part
+    if _use_blas(out, N, C, OC):
+        if nthreads > 1 and N >= 8 * nthreads and N * C * OC >= _parallel_min_flops:
+            part = (N + nthreads - 1) // nthreads
+            for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
+                r0 = blk * part
+                r1 = min(N, r0 + part)
+                _blas(NO_TRANS, TRANS, r1 - r0, OC, C, inp + r0 * C, C, weight, C, 0.0,
+                      out + r0 * OC, OC)
+        else:
+            _blas(NO_TRANS, TRANS, N, OC, C, inp, C, weight, C, 0.0, out, OC)
+    elif nthreads > 1 and N * C * OC >= _parallel_min_flops and nblk > 1:
+        for blk in prange(nblk, num_threads=nthreads, schedule="static"):
+            _matmul_forward_cols(out, inp, weight, N, 16 * blk, min(16 * blk + 16, OC), C, OC)
+    else:
+        _matmul_forward_cols(out, inp, weight, N, 0, OC, C, OC)
+
+
+cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added to (accumulate)
+                          real* dweight,       # (OC, C), added to
+                          const real* dout,    # (N, OC)
+                          const real* inp,     # (N, C)
+                          const real* weight,  # (OC, C)
+                          Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, bint accumulate,
+                          int nthreads) noexcept nogil:
+    """dweight += dout^T @ inp; dinp (+)= dout @ weight.
+    With threads and BLAS, thread b owns a slab of rows of dweight and a slab of rows of dinp."""
+    cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
+    cdef real beta = 1.0 if accumulate else 0.0
+    if _use_blas(dweight, N, C, OC):
+        if (nthreads > 1 and N >= 8 * nthreads and OC >= 8 * nthreads
+                and N * C * OC >= _parallel_min_flops):
+            part_n = (N + nthreads - 1) // nthreads
+            part_o = (OC + nthreads - 1) // nthreads
+            for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
+                o0 = blk * part_o
+                o1 = min(OC, o0 + part_o)
+                _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, 1.0,
+                      dweight + o0 * C, C)
+                r0 = blk * part_n
+                r1 = min(N, r0 + part_n)
+                _blas(NO_TRANS, NO_TRANS, r1 - r0, C, OC, dout + r0 * OC, OC, weight, C,
+                      beta, dinp + r0 * C, C)
+        else:
+            _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, 1.0, dweight, C)
+            _blas(NO_TRANS, NO_TRANS, N, C, OC, dout, OC, weight, C, beta, dinp, C)
+        return
+    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, nthreads)
+    _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, nthreads)
+
+
+# ----------------------------------------------------------------------------------------------
+# attention: causal multi-head self-attention within each packed sequence. att keeps the softmax
+# weights for the backward: token n, head h, key s at att[n*att_sn + h*att_sh + s] (the model
+# stores them (N, NH, block); the single-sequence wrapper (NH, T, T)).
+
+cdef void _attention_row(real* out, real* att, const real* q, const real* k, const real* v,
+                         Py_ssize_t n, Py_ssize_t start, Py_ssize_t h, Py_ssize_t C,
+                         Py_ssize_t hd, real scale) noexcept nogil:
+    """One token n, one head h: scores against keys start..n, softmax into att[0..n-start],
+    weighted sum of values into out (n, h*hd : (h+1)*hd)."""
+    cdef Py_ssize_t s, j, L = n - start + 1
+    cdef const real* qh = q + n * C + h * hd
+    cdef const real* kh
+    cdef real* oh = out + n * C + h * hd
+    cdef real score, mx = -1e30, total = 0, w
+    for s in range(L):
+        kh = k + (start + s) * C + h * hd
+        score = _dot(qh, kh, hd) * scale
+        att[s] = score
+        if score > mx:
+            mx = score
+    for s in range(L):
+        att[s] = exp(att[s] - mx)
+        total += att[s]
+    for j in range(hd):
+        oh[j] = 0
+    for s in range(L):
+        att[s] /= total
+        w = att[s]
+        kh = v + (start + s) * C + h * hd
+        for j in range(hd):
+            oh[j] += w * kh[j]
+
+
+# Attention of one (sequence, head) as four small matrix products (BLAS): with T = 64 the
+# products are large enough for BLAS' vector kernels, whose width our portable loops lack.
+# Full T x T products do twice the causal work but run several times faster than the loops.
+
+cdef inline bint _attn_blas(const real* x, const int64_t* cu_seqlens, Py_ssize_t B,
+                            Py_ssize_t hd) noexcept nogil:
+    """True when the longest sequence's T*T*hd reaches the attention BLAS threshold (forward
+    and backward must agree: the BLAS backward reads the zeros its forward writes above the
+    diagonal)."""
+    cdef Py_ssize_t b, T = 0
+    for b in range(B):
+        T = max(T, cu_seqlens[b + 1] - cu_seqlens[b])
+    return _use_attention_blas(x, T, hd)
+
+
+cdef void _attention_forward_head_blas(real* out, real* att, const real* q, const real* k,
+                                   const real* v, Py_ssize_t start, Py_ssize_t T, Py_ssize_t h,
+                                   Py_ssize_t C, Py_ssize_t hd, Py_ssize_t att_sn,
+                                   real scale) noexcept nogil:
+    """One head over tokens start..start+T-1: att (T, T; row stride att_sn) = causal softmax of
+    scale * q_h k_h^T (zeros above the diagonal), out_h (T, hd) = att @ v_h."""
+    cdef Py_ssize_t n, s, off = start * C + h * hd
+    cdef real mx, total
+    cdef real* row
+    _blas(NO_TRANS, TRANS, T, T, hd, q + off, C, k + off, C, 0.0, att, att_sn)
+    for n in range(T):
+        row = att + n * att_sn
+        mx = row[0]
+        for s in range(1, n + 1):
+            if row[s] > mx:
+                mx = row[s]
+        total = 0
+        for s in range(n + 1):
+            if real is float:
+                row[s] = expf((row[s] - mx) * scale)
+            else:
+                row[s] = exp((row[s] - mx) * scale)
+            total += row[s]
+        total = 1 / total
+        for s in range(n + 1):
+            row[s] *= total
+        for s in range(n + 1, T):
+            row[s] = 0
+    _blas(NO_TRANS, NO_TRANS, T, hd, T, att, att_sn, v + off, C, 0.0, out + off, C)
+
+
+cdef void _attention_backward_head_blas(real* dq, real* dk, real* dv, real* dp, const real* dout,
+                                   const real* q, const real* k, const real* v, const real* att,
+                                   Py_ssize_t start, Py_ssize_t T, Py_ssize_t h, Py_ssize_t C,
+                                   Py_ssize_t hd, Py_ssize_t att_sn, real scale) noexcept nogil:
+    """Backward of _attention_forward_head_blas; dp is (T, T) scratch. dq, dk, dv += (T, hd)."""
+    cdef Py_ssize_t n, s, off = start * C + h * hd
+    cdef const real* a
+    cdef real* row
+    cdef real dot
+    _blas(TRANS, NO_TRANS, T, hd, T, att, att_sn, dout + off, C, 1.0, dv + off, C)
+    _blas(NO_TRANS, TRANS, T, T, hd, dout + off, C, v + off, C, 0.0, dp, T)
+    for n in range(T):  # softmax backward, row by row; zeros above the diagonal
+        a = att + n * att_sn
+        row = dp + n * T
+        dot = 0
+        for s in range(n + 1):
+            dot += a[s] * row[s]
+        for s in range(n + 1):
+            row[s] = a[s] * (row[s] - dot) * scale
+        for s in range(n + 1, T):
+            row[s] = 0
+    _blas(NO_TRANS, NO_TRANS, T, hd, T, dp, T, k + off, C, 1.0, dq + off, C)
+    _blas(TRANS, NO_TRANS, T, hd, T, dp, T, q + off, C, 1.0, dk + off, C)
+
+
+cdef void attention_forward(real* out,                   # (N, C)
+                            real* att,                   # softmax weights, strides att_sn, att_sh
+                            const real* q,               # (N, C), head h in columns h*hd..
+                            const real* k,               # (N, C)
+                            const real* v,               # (N, C)
+                            const int64_t* pos,          # (N,)
+                            const int64_t* cu_seqlens,   # (B+1,)
+                            Py_ssize_t B, Py_ssize_t N, Py_ssize_t C, Py_ssize_t NH,
+                            Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
+    """Token n attends to positions n - pos[n] .. n of its sequence (sequence b holds tokens
+    cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, one task per (sequence, head).
+    """
+    cdef Py_ssize_t n, h, b, task, t0, hd = C // NH
+    cdef real scale = <real>(1.0 / sqrt(<double>hd))
+    if _attn_blas(q, cu_seqlens, B, hd):
+        if nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
+            for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        else:
+            for task in range(B * NH):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        return
+    if nthreads > 1 and N * N * C >= _parallel_min_flops:
+        for task in prange(N * NH, num_threads=nthreads, schedule="static"):
+            n = task // NH
+            h = task % NH
+            _attention_row(out, att + n * att_sn + h * att_sh, q, k, v, n, n - pos[n], h, C, hd,
+                           scale)
+    else:
+        for n in range(N):
+            for h in range(NH):
+                _attention_row(out, att + n * att_sn + h * att_sh, q, k, v, n, n - pos[n], h, C,
+                               hd, scale)
+
+
+cdef void _attention_backward_head(real* dq, real* dk, real* dv, real* dpre, const real* dout,
+                              const real* q, const real* k, const real* v, const real* att,
+                              Py_ssize_t start, Py_ssize_t end, Py_ssize_t h, Py_ssize_t C,
+                              Py_ssize_t hd, Py_ssize_t att_sn, Py_ssize_t att_sh,
+                              real scale) noexcept nogil:
+    """Backward of one head over one sequence (tokens start..end-1); dpre is (T,) scratch."""
+    cdef Py_ssize_t n, s, j, L, off = h * hd
+    cdef const real* a
+    cdef const real* do_n
+    cdef real* dvs
+    cdef real* dks
+    cdef real* dqn
+    cdef const real* ks
+    cdef const real* qn
+    cdef real dot, g
+    for n in range(start, end):
+        L = n - start + 1
+        a = att + n * att_sn + h * att_sh
+        do_n = dout + n * C + off
+        dot = 0
+        for s in range(L):  # d(att)[s] = dout . v[s];  dv[s] += att[s] * dout
+            g = _dot(do_n, v + (start + s) * C + off, hd)
+            dvs = dv + (start + s) * C + off
+            for j in range(hd):
+                dvs[j] += a[s] * do_n[j]
+            dpre[s] = g
+            dot += a[s] * g
+        dqn = dq + n * C + off
+        qn = q + n * C + off
+        for s in range(L):  # softmax backward, then the scaled dot products
+            g = a[s] * (dpre[s] - dot) * scale
+            ks = k + (start + s) * C + off
+            dks = dk + (start + s) * C + off
+            for j in range(hd):
+                dqn[j] += g * ks[j]
+            for j in range(hd):
+                dks[j] += g * qn[j]
+
+
+cdef void attention_backward(real* dq,                  # (N, C), added to
+                             real* dk,                  # (N, C), added to
+                             real* dv,                  # (N, C), added to
+                             real* dpre,                # (B*NH, block*block) scratch
+                             const real* dout,          # (N, C)
+                             const real* q,             # (N, C)
+                             const real* k,             # (N, C)
+                             const real* v,             # (N, C)
+                             const real* att,           # as attention_forward left it
+                             const int64_t* cu_seqlens,  # (B+1,)
+                             Py_ssize_t B, Py_ssize_t C, Py_ssize_t NH, Py_ssize_t block,
+                             Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
+    """Gradients through attention; one task per (sequence, head), each with its own
+    (block, block) slab of dpre scratch, so no two threads write the same element."""
+    cdef Py_ssize_t task, b, h, t0, hd = C // NH
+    cdef real scale = <real>(1.0 / sqrt(<double>hd))
+    cdef Py_ssize_t N = cu_seqlens[B]
+    if _attn_blas(q, cu_seqlens, B, hd):  # dpre holds a (block, block) scratch per task
+        if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+            for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_backward_head_blas(dq, dk, dv, dpre + task * block * block, dout, q, k,
+                                         v, att + t0 * att_sn + h * att_sh, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        else:
+            for task in range(B * NH):
+                b = task // NH
+                h = task % NH
+                t0 = cu_seqlens[b]
+                _attention_backward_head_blas(dq, dk, dv, dpre, dout, q, k, v,
+                                         att + t0 * att_sn + h * att_sh, t0,
+                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
+        return
+    if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+        for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
+            b = task // NH
+            h = task % NH
+            _attention_backward_head(dq, dk, dv, dpre + task * block, dout, q, k, v, att,
+                                cu_seqlens[b], cu_seqlens[b + 1], h, C, hd, att_sn, att_sh, scale)
+    else:
+        for task in range(B * NH):
+            b = task // NH
+            h = task % NH
+            _attention_backward_head(dq, dk, dv, dpre, dout, q, k, v, att, cu_seqlens[b],
+                                cu_seqlens[b + 1], h, C, hd, att_sn, att_sh, scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# residual: the skip connection around each block. Its backward is the identity: the gradient
+# flows on unchanged, which rmsnorm_backward gets by adding (+=) into dx.
+
+cdef inline void residual_forward(real* out,      # (n,), added to
+                                  const real* x,  # (n,)
+                                  Py_ssize_t n) noexcept nogil:
+    """out += x."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] += x[i]
+
+
+# ----------------------------------------------------------------------------------------------
+# relu, elementwise over n numbers (the MLP's (N, 4C) hidden layer).
+
+cdef void relu_forward(real* out,      # (n,)
+                       const real* x,  # (n,)
+                       Py_ssize_t n) noexcept nogil:
+    """out = max(x, 0) (may be done in place)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = x[i] if x[i] > 0 else 0
+
+
+cdef void relu_backward(real* dx,          # (n,)
+                        const real* dout,  # (n,)
+                        const real* out,   # (n,), relu's output
+                        Py_ssize_t n) noexcept nogil:
+    """dx = dout where the output was positive, else 0 (may be done in place)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        dx[i] = dout[i] if out[i] > 0 else 0
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax_crossentropy: the loss of each token's prediction of the next.
+
+cdef double softmax_crossentropy_forward(real* probs,             # (N, V)
+                                         real* losses,            # (N,)
+                                         const real* logits,      # (N, V)
+                                         const int64_t* targets,  # (N,) ids in 0..V-1
+                                         Py_ssize_t N, Py_ssize_t V) noexcept nogil:
+    """probs = softmax(logits) row by row (max-subtracted); losses[n] = -log probs[n, target];
+    returns the sum of the losses."""
+    cdef Py_ssize_t n, i
+    cdef real mx
+    cdef double total, loss_sum = 0.0
+    for n in range(N):
+        mx = logits[n * V]
+        for i in range(1, V):
+            if logits[n * V + i] > mx:
+                mx = logits[n * V + i]
+        total = 0.0
+        for i in range(V):
+            probs[n * V + i] = exp(logits[n * V + i] - mx)
+            total += probs[n * V + i]
+        for i in range(V):
+            probs[n * V + i] = <real>(probs[n * V + i] / total)
+        losses[n] = <real>(-log(probs[n * V + targets[n]]))
+        loss_sum += losses[n]
+    return loss_sum
+
+
+cdef void softmax_crossentropy_backward(real* dlogits,           # (N, V)
+                                        const real* probs,       # (N, V)
+                                        const int64_t* targets,  # (N,)
+                                        real dloss,              # d(loss)/d(each token's loss)
+                                        Py_ssize_t N, Py_ssize_t V) noexcept nogil:
+    """dlogits[n] = dloss * (probs[n] - onehot(target[n])), the same dloss for every row."""
+    cdef Py_ssize_t n, i
+    for n in range(N):
+        for i in range(V):
+            dlogits[n * V + i] = dloss * probs[n * V + i]
+        dlogits[n * V + targets[n]] -= dloss
+
+
+# ----------------------------------------------------------------------------------------------
+# AdamW over the flat buffers (params, grads, m, v: (n,) each, one layout), and the gradient's
+# norm for clipping.
+
+cdef void _adamw_range(real* params, const real* grads, real* m, real* v, Py_ssize_t i0,
+                       Py_ssize_t i1, real b1, real b2, real gs, real step, real inv_sqrt_c2,
+                       real e, real decay) noexcept nogil:
+    """AdamW on elements i0..i1-1 (constants precomputed by adamw)."""
+    cdef Py_ssize_t i
+    cdef real g
+    for i in range(i0, i1):
+        g = grads[i] * gs
+        m[i] = b1 * m[i] + (1 - b1) * g
+        v[i] = b2 * v[i] + (1 - b2) * g * g
+        if real is float:
+            params[i] = params[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_sqrt_c2 + e)
+        else:
+            params[i] = params[i] * decay - step * m[i] / (sqrt(v[i]) * inv_sqrt_c2 + e)
+
+
+cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n, int64_t t,
+                double lr, double beta1, double beta2, double eps, double weight_decay,
+                double grad_scale, int nthreads) noexcept nogil:
+    """AdamW as PyTorch does it: p *= 1 - lr*wd; p -= lr * m_hat / (sqrt(v_hat) + eps).
+    grad_scale multiplies every gradient first (gradient clipping). The bias corrections are
+    folded into two constants so the loop is one sqrt and one division per parameter. With
+    threads, each takes one contiguous slab of the buffers."""
+    cdef Py_ssize_t c, part = (n + nthreads - 1) // nthreads
+    cdef real step = lr / (1.0 - beta1 ** t)              # lr / c1
+    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)   # sqrt(v_hat) = sqrt(v) / sqrt(c2)
+    cdef real decay = 1.0 - lr * weight_decay
+    if nthreads > 1 and n >= _parallel_min_flops // 16:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            _adamw_range(params, grads, m, v, c * part, min(n, c * part + part), beta1, beta2,
+                         grad_scale, step, inv_sqrt_c2, eps, decay)
+    else:
+        _adamw_range(params, grads, m, v, 0, n, beta1, beta2, grad_scale, step, inv_sqrt_c2,
+                     eps, decay)
+
+
+cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
+    """Euclidean norm of g: vectorised sums over chunks of 4096, the chunks added in double."""
+    cdef Py_ssize_t c, nchunk = (n + 4095) // 4096
+    cdef double ss = 0.0
+    if nthreads > 1 and n >= _parallel_min_flops // 16:
+        for c in prange(nchunk, num_threads=nthreads, schedule="static"):
+            ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
+    else:
+        for c in range(nchunk):
+            ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
+    return sqrt(ss)

@@ -1,0 +1,348 @@
+# The model: where every tensor lives, defined once, and the forward and backward over all layers.
+#
+# As in llm.c, the parameters are one flat buffer (and the gradients and both Adam moments are
+# three more of the same layout), the activations another; a struct names every tensor in each
+# (`ParameterTensors`, `ActivationTensors`) and the layer loop gives each of its tensors a name
+# once. The parameter order is the one the Python side and saved records use: wte, wpe, lm_head,
+# then for each layer attn_wq, attn_wk, attn_wv, attn_wo, mlp_fc1, mlp_fc2. Python reads it from
+# here (`param_layout`). Every size is a 64-bit integer, checked for overflow when the layout is
+# made: sizes too large for memory raise OverflowError instead of wrapping around.
+
+cdef struct Tensor:
+    int64_t offset  # where it starts in its flat buffer, in elements
+    int64_t rows    # its shape: (rows, cols), cols = 1 for a vector
+    int64_t cols
+
+cdef struct LayerWeights:   # one transformer block; the offsets are layer 0's
+    Tensor attn_wq  # (C, C)
+    Tensor attn_wk  # (C, C)
+    Tensor attn_wv  # (C, C)
+    Tensor attn_wo  # (C, C)
+    Tensor mlp_fc1  # (4C, C)
+    Tensor mlp_fc2  # (C, 4C)
+
+cdef struct ParameterTensors:
+    Tensor wte          # (V, C) token embeddings
+    Tensor wpe          # (block, C) position embeddings
+    Tensor lm_head      # (V, C) output layer
+    LayerWeights layer  # layer 0's weights; layer l's are l * layer_size further on
+    int64_t layer_size  # 12 C^2
+    int64_t total       # the length of params, grads, m and v
+
+cdef struct LayerActivations:  # what one block keeps for its backward; layer 0's offsets
+    Tensor resid    # (N, C) the block's input: the residual stream (layer 0: rmsnorm(emb))
+    Tensor ln1      # (N, C) rmsnorm(resid)
+    Tensor rstd1    # (N, 1)
+    Tensor q        # (N, C) ln1 @ attn_wq^T
+    Tensor k        # (N, C)
+    Tensor v        # (N, C)
+    Tensor att      # (N, NH * block) softmax weights, token n, head h, key s at [n, h*block + s]
+    Tensor atty     # (N, C) attention output, before attn_wo
+    Tensor res_mid  # (N, C) resid + atty @ attn_wo^T
+    Tensor ln2      # (N, C) rmsnorm(res_mid)
+    Tensor rstd2    # (N, 1)
+    Tensor fch      # (N, 4C) relu(ln2 @ mlp_fc1^T)
+
+cdef struct ActivationTensors:
+    Tensor emb      # (N, C) wte[tokens] + wpe[pos]
+    Tensor rstd0    # (N, 1)
+    Tensor logits   # (N, V) (the backward reuses it for dlogits)
+    Tensor probs    # (N, V)
+    Tensor losses   # (N, 1)
+    LayerActivations layer  # layer 0's; layer l's are l * layer_size further on
+    int64_t layer_size
+    Tensor res_out  # (N, C) the last block's output
+    # the backward's scratch, shared by all layers
+    Tensor dres     # (N, C) gradient of the residual stream
+    Tensor dln      # (N, C) gradient of a norm's output
+    Tensor dq       # (N, C)
+    Tensor dk       # (N, C)
+    Tensor dv       # (N, C)
+    Tensor datty    # (N, C)
+    Tensor dfch     # (N, 4C)
+    Tensor dpre     # (B * NH, block * block) attention scratch, one slab per (sequence, head)
+    int64_t total   # the workspace's length
+
+cdef struct GPT:
+    int64_t N, B, C, NH, L, V, block  # tokens, sequences, n_embd, n_head, n_layer, vocab, block
+    ParameterTensors params
+    ActivationTensors acts
+
+
+cdef int64_t _mul(int64_t a, int64_t b) except -1:
+    """a * b for sizes (a, b >= 0), or OverflowError past 2**63 - 1."""
+    if a != 0 and b > INT64_MAX // a:
+        raise OverflowError("size overflow")
+    return a * b
+
+
+cdef int _place(Tensor* t, int64_t* end, int64_t rows, int64_t cols) except -1:
+    """Put a (rows, cols) tensor at *end and move *end past it."""
+    cdef int64_t size = _mul(rows, cols)
+    if size > INT64_MAX - end[0]:
+        raise OverflowError("size overflow")
+    t.offset, t.rows, t.cols = end[0], rows, cols
+    end[0] += size
+    return 0
+
+
+cdef int parameter_tensors(ParameterTensors* p, int64_t C, int64_t L, int64_t V,
+                           int64_t block) except -1:
+    """The parameter layout (sizes checked positive by the caller)."""
+    cdef int64_t end = 0, layer0
+    _place(&p.wte, &end, V, C)
+    _place(&p.wpe, &end, block, C)
+    _place(&p.lm_head, &end, V, C)
+    layer0 = end
+    _place(&p.layer.attn_wq, &end, C, C)
+    _place(&p.layer.attn_wk, &end, C, C)
+    _place(&p.layer.attn_wv, &end, C, C)
+    _place(&p.layer.attn_wo, &end, C, C)
+    _place(&p.layer.mlp_fc1, &end, _mul(4, C), C)
+    _place(&p.layer.mlp_fc2, &end, C, _mul(4, C))
+    p.layer_size = end - layer0
+    p.total = end
+    end = _mul(p.layer_size, L - 1)  # layers 1..L-1
+    if end > INT64_MAX - p.total:
+        raise OverflowError("size overflow")
+    p.total += end
+    return 0
+
+
+cdef int activation_tensors(ActivationTensors* a, int64_t N, int64_t B, int64_t C, int64_t NH,
+                            int64_t L, int64_t V, int64_t block) except -1:
+    """The workspace layout for N packed tokens in B sequences."""
+    cdef int64_t end = 0, layer0, rest
+    _place(&a.emb, &end, N, C)
+    _place(&a.rstd0, &end, N, 1)
+    _place(&a.logits, &end, N, V)
+    _place(&a.probs, &end, N, V)
+    _place(&a.losses, &end, N, 1)
+    layer0 = end
+    _place(&a.layer.resid, &end, N, C)
+    _place(&a.layer.ln1, &end, N, C)
+    _place(&a.layer.rstd1, &end, N, 1)
+    _place(&a.layer.q, &end, N, C)
+    _place(&a.layer.k, &end, N, C)
+    _place(&a.layer.v, &end, N, C)
+    _place(&a.layer.att, &end, N, _mul(NH, block))
+    _place(&a.layer.atty, &end, N, C)
+    _place(&a.layer.res_mid, &end, N, C)
+    _place(&a.layer.ln2, &end, N, C)
+    _place(&a.layer.rstd2, &end, N, 1)
+    _place(&a.layer.fch, &end, N, _mul(4, C))
+    a.layer_size = end - layer0
+    rest = _mul(a.layer_size, L - 1)  # layers 1..L-1
+    if rest > INT64_MAX - end:
+        raise OverflowError("size overflow")
+    end += rest
+    _place(&a.res_out, &end, N, C)
+    _place(&a.dres, &end, N, C)
+    _place(&a.dln, &end, N, C)
+    _place(&a.dq, &end, N, C)
+    _place(&a.dk, &end, N, C)
+    _place(&a.dv, &end, N, C)
+    _place(&a.datty, &end, N, C)
+    _place(&a.dfch, &end, N, _mul(4, C))
+    _place(&a.dpre, &end, _mul(B, NH), _mul(block, block))
+    a.total = end
+    return 0
+
+
+cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t L, int64_t V,
+                    int64_t block) except -1:
+    """Check the sizes and lay out the parameters and the workspace: ValueError for a size that
+    makes no model, OverflowError for one whose buffers could not be indexed in 64 bits."""
+    if C < 1 or NH < 1 or L < 1 or V < 1 or block < 1 or C % NH:
+        raise ValueError(f"bad model sizes: n_embd={C}, n_head={NH}, n_layer={L}, "
+                         f"vocab_size={V}, block_size={block} (each >= 1, n_head divides n_embd)")
+    if N < 0 or B < 0:
+        raise ValueError(f"bad batch sizes: {N} tokens in {B} sequences")
+    g.N, g.B, g.C, g.NH, g.L, g.V, g.block = N, B, C, NH, L, V, block
+    try:
+        parameter_tensors(&g.params, C, L, V, block)
+        activation_tensors(&g.acts, N, B, C, NH, L, V, block)
+    except OverflowError:
+        raise OverflowError(
+            f"n_embd={C}, n_head={NH}, n_layer={L}, vocab_size={V}, block_size={block} with "
+            f"{N} tokens in {B} sequences need buffers of more than 2**63-1 numbers") from None
+    return 0
+
+
+cdef double gpt_forward(real* params,               # (P,) ParameterTensors layout
+                        real* acts,                 # (workspace,) ActivationTensors layout
+                        const int64_t* tokens,      # (N,)
+                        const int64_t* targets,     # (N,)
+                        const int64_t* pos,         # (N,) each token's position in its sequence
+                        const int64_t* cu_seqlens,  # (B+1,)
+                        const GPT* g, int nthreads) noexcept nogil:
+    """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches)."""
+    cdef const ParameterTensors* P = &g.params
+    cdef const ActivationTensors* A = &g.acts
+    cdef int64_t l, N = g.N, C = g.C, wl, al
+    cdef real *l_wq
+    cdef real *l_wk
+    cdef real *l_wv
+    cdef real *l_wo
+    cdef real *l_fc1
+    cdef real *l_fc2
+    cdef real *l_resid
+    cdef real *l_ln1
+    cdef real *l_rstd1
+    cdef real *l_q
+    cdef real *l_k
+    cdef real *l_v
+    cdef real *l_att
+    cdef real *l_atty
+    cdef real *l_res_mid
+    cdef real *l_ln2
+    cdef real *l_rstd2
+    cdef real *l_fch
+    cdef real *l_out
+    encoder_forward(acts + A.emb.offset, tokens, pos, params + P.wte.offset,
+                    params + P.wpe.offset, N, C)
+    rmsnorm_forward(acts + A.layer.resid.offset, acts + A.rstd0.offset, acts + A.emb.offset, N, C)
+    for l in range(g.L):
+        wl = l * P.layer_size  # layer l's weights are layer 0's, this far on
+        l_wq = params + wl + P.layer.attn_wq.offset
+        l_wk = params + wl + P.layer.attn_wk.offset
+        l_wv = params + wl + P.layer.attn_wv.offset
+        l_wo = params + wl + P.layer.attn_wo.offset
+        l_fc1 = params + wl + P.layer.mlp_fc1.offset
+        l_fc2 = params + wl + P.layer.mlp_fc2.offset
+        al = l * A.layer_size  # and its activations
+        l_resid = acts + al + A.layer.resid.offset
+        l_ln1 = acts + al + A.layer.ln1.offset
+        l_rstd1 = acts + al + A.layer.rstd1.offset
+        l_q = acts + al + A.layer.q.offset
+        l_k = acts + al + A.layer.k.offset
+        l_v = acts + al + A.layer.v.offset
+        l_att = acts + al + A.layer.att.offset
+        l_atty = acts + al + A.layer.atty.offset
+        l_res_mid = acts + al + A.layer.res_mid.offset
+        l_ln2 = acts + al + A.layer.ln2.offset
+        l_rstd2 = acts + al + A.layer.rstd2.offset
+        l_fch = acts + al + A.layer.fch.offset
+        # the block's output is the next block's input
+        if l + 1 < g.L:
+            l_out = acts + al + A.layer_size + A.layer.resid.offset
+        else:
+            l_out = acts + A.res_out.offset
+        # attention block
+        rmsnorm_forward(l_ln1, l_rstd1, l_resid, N, C)
+        matmul_forward(l_q, l_ln1, l_wq, N, C, C, nthreads)
+        matmul_forward(l_k, l_ln1, l_wk, N, C, C, nthreads)
+        matmul_forward(l_v, l_ln1, l_wv, N, C, C, nthreads)
+        attention_forward(l_atty, l_att, l_q, l_k, l_v, pos, cu_seqlens, g.B, N, C, g.NH,
+                          g.NH * g.block, g.block, nthreads)
+        matmul_forward(l_res_mid, l_atty, l_wo, N, C, C, nthreads)
+        residual_forward(l_res_mid, l_resid, N * C)
+        # MLP block
+        rmsnorm_forward(l_ln2, l_rstd2, l_res_mid, N, C)
+        matmul_forward(l_fch, l_ln2, l_fc1, N, C, 4 * C, nthreads)
+        relu_forward(l_fch, l_fch, 4 * N * C)
+        matmul_forward(l_out, l_fch, l_fc2, N, 4 * C, C, nthreads)
+        residual_forward(l_out, l_res_mid, N * C)
+    matmul_forward(acts + A.logits.offset, acts + A.res_out.offset, params + P.lm_head.offset,
+                   N, C, g.V, nthreads)
+    return softmax_crossentropy_forward(acts + A.probs.offset, acts + A.losses.offset,
+                                        acts + A.logits.offset, targets, N, g.V)
+
+
+cdef void gpt_backward(real* params,               # (P,)
+                       real* grads,                # (P,) added to
+                       real* acts,                 # as gpt_forward left it
+                       const int64_t* tokens,      # (N,)
+                       const int64_t* targets,     # (N,)
+                       const int64_t* pos,         # (N,)
+                       const int64_t* cu_seqlens,  # (B+1,)
+                       const GPT* g, int nthreads) noexcept nogil:
+    """Backward of the mean loss over the N tokens; adds its gradient into grads (+=)."""
+    cdef const ParameterTensors* P = &g.params
+    cdef const ActivationTensors* A = &g.acts
+    cdef int64_t l, N = g.N, C = g.C, wl, al
+    cdef real* dres = acts + A.dres.offset
+    cdef real* dln = acts + A.dln.offset
+    cdef real* dq = acts + A.dq.offset
+    cdef real* dk = acts + A.dk.offset
+    cdef real* dv = acts + A.dv.offset
+    cdef real* datty = acts + A.datty.offset
+    cdef real* dfch = acts + A.dfch.offset
+    cdef real* dlogits = acts + A.logits.offset  # the logits are not needed again: reuse them
+    cdef real *l_wq
+    cdef real *l_wk
+    cdef real *l_wv
+    cdef real *l_wo
+    cdef real *l_fc1
+    cdef real *l_fc2
+    cdef real *l_dwq
+    cdef real *l_dwk
+    cdef real *l_dwv
+    cdef real *l_dwo
+    cdef real *l_dfc1
+    cdef real *l_dfc2
+    cdef real *l_resid
+    cdef real *l_ln1
+    cdef real *l_rstd1
+    cdef real *l_q
+    cdef real *l_k
+    cdef real *l_v
+    cdef real *l_att
+    cdef real *l_atty
+    cdef real *l_res_mid
+    cdef real *l_ln2
+    cdef real *l_rstd2
+    cdef real *l_fch
+    softmax_crossentropy_backward(dlogits, acts + A.probs.offset, targets, <real>(1.0 / N), N,
+                                  g.V)
+    matmul_backward(dres, grads + P.lm_head.offset, dlogits, acts + A.res_out.offset,
+                    params + P.lm_head.offset, N, C, g.V, False, nthreads)
+    l = g.L - 1
+    while l >= 0:
+        wl = l * P.layer_size
+        l_wq = params + wl + P.layer.attn_wq.offset
+        l_wk = params + wl + P.layer.attn_wk.offset
+        l_wv = params + wl + P.layer.attn_wv.offset
+        l_wo = params + wl + P.layer.attn_wo.offset
+        l_fc1 = params + wl + P.layer.mlp_fc1.offset
+        l_fc2 = params + wl + P.layer.mlp_fc2.offset
+        l_dwq = grads + wl + P.layer.attn_wq.offset
+        l_dwk = grads + wl + P.layer.attn_wk.offset
+        l_dwv = grads + wl + P.layer.attn_wv.offset
+        l_dwo = grads + wl + P.layer.attn_wo.offset
+        l_dfc1 = grads + wl + P.layer.mlp_fc1.offset
+        l_dfc2 = grads + wl + P.layer.mlp_fc2.offset
+        al = l * A.layer_size
+        l_resid = acts + al + A.layer.resid.offset
+        l_ln1 = acts + al + A.layer.ln1.offset
+        l_rstd1 = acts + al + A.layer.rstd1.offset
+        l_q = acts + al + A.layer.q.offset
+        l_k = acts + al + A.layer.k.offset
+        l_v = acts + al + A.layer.v.offset
+        l_att = acts + al + A.layer.att.offset
+        l_atty = acts + al + A.layer.atty.offset
+        l_res_mid = acts + al + A.layer.res_mid.offset
+        l_ln2 = acts + al + A.layer.ln2.offset
+        l_rstd2 = acts + al + A.layer.rstd2.offset
+        l_fch = acts + al + A.layer.fch.offset
+        # MLP block: dres is the gradient of the block's output; it flows to res_mid unchanged.
+        matmul_backward(dfch, l_dfc2, dres, l_fch, l_fc2, N, 4 * C, C, False, nthreads)
+        relu_backward(dfch, dfch, l_fch, 4 * N * C)
+        matmul_backward(dln, l_dfc1, dfch, l_ln2, l_fc1, N, C, 4 * C, False, nthreads)
+        rmsnorm_backward(dres, dln, l_res_mid, l_rstd2, N, C)
+        # attention block
+        matmul_backward(datty, l_dwo, dres, l_atty, l_wo, N, C, C, False, nthreads)
+        memset(dq, 0, N * C * sizeof(real))
+        memset(dk, 0, N * C * sizeof(real))
+        memset(dv, 0, N * C * sizeof(real))
+        attention_backward(dq, dk, dv, acts + A.dpre.offset, datty, l_q, l_k, l_v, l_att,
+                           cu_seqlens, g.B, C, g.NH, g.block, g.NH * g.block, g.block, nthreads)
+        matmul_backward(dln, l_dwq, dq, l_ln1, l_wq, N, C, C, False, nthreads)
+        matmul_backward(dln, l_dwk, dk, l_ln1, l_wk, N, C, C, True, nthreads)
+        matmul_backward(dln, l_dwv, dv, l_ln1, l_wv, N, C, C, True, nthreads)
+        rmsnorm_backward(dres, dln, l_resid, l_rstd1, N, C)
+        l -= 1
+    # dres is now the gradient of rmsnorm(embedding): back through the first norm and the tables
+    memset(dln, 0, N * C * sizeof(real))
+    rmsnorm_backward(dln, dres, acts + A.emb.offset, acts + A.rstd0.offset, N, C)
+    encoder_backward(grads + P.wte.offset, grads + P.wpe.offset, dln, tokens, pos, N, C)
