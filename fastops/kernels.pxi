@@ -24,39 +24,26 @@ cdef double RMS_EPS = 1e-5
 
 cdef extern from *:
     """
-    #define FASTOPS_DOT4(T, NAME) \\
-    static inline void NAME(const T* x0, const T* x1, const T* x2, const T* x3, const T* w, \\
-                            Py_ssize_t n, T* out) { \\
-        T s0 = 0, s1 = 0, s2 = 0, s3 = 0; \\
-        _Pragma("omp simd reduction(+:s0,s1,s2,s3)") \\
-        for (Py_ssize_t i = 0; i < n; i++) { \\
-            s0 += x0[i] * w[i]; s1 += x1[i] * w[i]; s2 += x2[i] * w[i]; s3 += x3[i] * w[i]; \\
-        } \\
-        out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3; \\
-    } \\
-    static inline T NAME##_1(const T* x, const T* w, Py_ssize_t n) { \\
+    #define FASTOPS_DOT(T, NAME) \\
+    static inline T NAME(const T* x, const T* w, Py_ssize_t n) { \\
         T s = 0; \\
         _Pragma("omp simd reduction(+:s)") \\
         for (Py_ssize_t i = 0; i < n; i++) s += x[i] * w[i]; \\
         return s; \\
     }
-    FASTOPS_DOT4(float, fastops_sdot4)
-    FASTOPS_DOT4(double, fastops_ddot4)
+    FASTOPS_DOT(float, fastops_sdot)
+    FASTOPS_DOT(double, fastops_ddot)
     """
-    void fastops_sdot4(const float*, const float*, const float*, const float*, const float*,
-                       Py_ssize_t, float*) noexcept nogil
-    void fastops_ddot4(const double*, const double*, const double*, const double*,
-                       const double*, Py_ssize_t, double*) noexcept nogil
-    float fastops_sdot4_1(const float*, const float*, Py_ssize_t) noexcept nogil
-    double fastops_ddot4_1(const double*, const double*, Py_ssize_t) noexcept nogil
+    float fastops_sdot(const float*, const float*, Py_ssize_t) noexcept nogil
+    double fastops_ddot(const double*, const double*, Py_ssize_t) noexcept nogil
 
 
 cdef inline real _dot(const real* x, const real* y, Py_ssize_t n) noexcept nogil:
     """x . y with a vectorised (reordered) sum."""
     if real is float:
-        return fastops_sdot4_1(x, y, n)
+        return fastops_sdot(x, y, n)
     else:
-        return fastops_ddot4_1(x, y, n)
+        return fastops_ddot(x, y, n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,49 +119,128 @@ cdef void rmsnorm_backward(real* dx,          # (N, C), added to
 # ----------------------------------------------------------------------------------------------
 # matmul: out = inp @ weight^T, the one primitive of every linear layer (no biases in this GPT).
 # The backward needs general products out (M, Nn) (+)= A (M, K) @ B (K, Nn): _gemm_loops.
+#
+# Small products in registers (the sizes of one name per step, where BLAS' set-up costs more
+# than it saves). A vector register holds 4 doubles or 8 floats with AVX2 (GCC's portable
+# `vector_size(32)` type; the baseline build splits it into two SSE registers). Both kernels keep
+# a 4 x 8 block of the output in registers while the sum runs, so every number loaded feeds
+# several multiply-adds and the block is written once, at the end. (The roofline of chapter 6
+# found these products far under the peak when each output was a separate dot product.)
+
+cdef extern from *:
+    """
+    #define FASTOPS_SMALL_PRODUCTS(T, NAME) \\
+    /* out rows m0..m1-1 (Nn columns) += A @ B; A's (m, k) at a[m*sam + k*sak], B is (K, Nn).  \\
+       The sums over k run in order, as plain loops add them. */                              \\
+    static void NAME##_gemm_rows(T* out, const T* a, Py_ssize_t sam, Py_ssize_t sak,         \\
+                                 const T* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,      \\
+                                 Py_ssize_t Nn) {                                             \\
+        typedef T vec __attribute__((vector_size(32)));                                       \\
+        enum { LANES = 32 / sizeof(T), NV = 8 / LANES };                                      \\
+        for (Py_ssize_t m = m0; m < m1; m += 4) {                                             \\
+            int nm = m1 - m < 4 ? (int)(m1 - m) : 4;                                          \\
+            Py_ssize_t j = 0;                                                                 \\
+            for (; j + 8 <= Nn; j += 8) {                                                     \\
+                vec acc[4][NV];                                                               \\
+                for (int i = 0; i < 4; i++)                                                   \\
+                    for (int v = 0; v < NV; v++) {                                            \\
+                        if (i < nm)                                                           \\
+                            __builtin_memcpy(&acc[i][v], out + (m + i) * Nn + j + v * LANES,  \\
+                                             sizeof(vec));                                    \\
+                        else                                                                  \\
+                            acc[i][v] = (vec){0};                                             \\
+                    }                                                                         \\
+                for (Py_ssize_t k = 0; k < K; k++) {                                          \\
+                    vec bv[NV];                                                               \\
+                    for (int v = 0; v < NV; v++)                                              \\
+                        __builtin_memcpy(&bv[v], b + k * Nn + j + v * LANES, sizeof(vec));    \\
+                    for (int i = 0; i < 4; i++) {                                             \\
+                        T ai = a[(m + (i < nm ? i : 0)) * sam + k * sak];                     \\
+                        for (int v = 0; v < NV; v++) acc[i][v] += ai * bv[v];                 \\
+                    }                                                                         \\
+                }                                                                             \\
+                for (int i = 0; i < nm; i++)                                                  \\
+                    for (int v = 0; v < NV; v++)                                              \\
+                        __builtin_memcpy(out + (m + i) * Nn + j + v * LANES, &acc[i][v],      \\
+                                         sizeof(vec));                                        \\
+            }                                                                                 \\
+            for (int i = 0; i < nm; i++)  /* the last Nn % 8 columns */                       \\
+                for (Py_ssize_t jj = j; jj < Nn; jj++) {                                      \\
+                    T s = out[(m + i) * Nn + jj];                                             \\
+                    for (Py_ssize_t k = 0; k < K; k++)                                        \\
+                        s += a[(m + i) * sam + k * sak] * b[k * Nn + jj];                     \\
+                    out[(m + i) * Nn + jj] = s;                                               \\
+                }                                                                             \\
+        }                                                                                     \\
+    }                                                                                         \\
+    /* Columns o0..o1-1 of out (N, OC) = inp (N, C) @ weight (OC, C)^T. Tokens go 8 at a time: \\
+       their inputs are transposed into xt (KB x 8, on the stack), so that weight[o, k]       \\
+       multiplies a vector of 8 tokens, for 4 outputs o at once: no sums across a register.   \\
+       C is cut into slabs of KB; after the first, partial sums are added to out. */          \\
+    static void NAME##_matmul_forward_cols(T* out, const T* inp, const T* weight,            \\
+                                           Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1,        \\
+                                           Py_ssize_t C, Py_ssize_t OC) {                     \\
+        typedef T vec __attribute__((vector_size(32)));                                       \\
+        enum { LANES = 32 / sizeof(T), NV = 8 / LANES, KB = 512 };                            \\
+        T xt[KB * 8];                                                                         \\
+        T res[4][8];                                                                          \\
+        for (Py_ssize_t t0 = 0; t0 < N; t0 += 8) {                                            \\
+            Py_ssize_t nt = N - t0 < 8 ? N - t0 : 8;                                          \\
+            for (Py_ssize_t k0 = 0; k0 < C; k0 += KB) {                                       \\
+                Py_ssize_t kn = C - k0 < KB ? C - k0 : KB;                                    \\
+                for (Py_ssize_t k = 0; k < kn; k++)                                           \\
+                    for (Py_ssize_t t = 0; t < 8; t++)                                        \\
+                        xt[k * 8 + t] = t < nt ? inp[(t0 + t) * C + k0 + k] : (T)0;           \\
+                for (Py_ssize_t o = o0; o < o1; o += 4) {                                     \\
+                    int no = o1 - o < 4 ? (int)(o1 - o) : 4;                                  \\
+                    const T* wr[4];                                                           \\
+                    vec acc[4][NV];                                                           \\
+                    for (int i = 0; i < 4; i++) {                                             \\
+                        wr[i] = weight + (o + (i < no ? i : 0)) * C + k0;                     \\
+                        for (int v = 0; v < NV; v++) acc[i][v] = (vec){0};                    \\
+                    }                                                                         \\
+                    for (Py_ssize_t k = 0; k < kn; k++) {                                     \\
+                        vec xv[NV];                                                           \\
+                        for (int v = 0; v < NV; v++)                                          \\
+                            __builtin_memcpy(&xv[v], xt + k * 8 + v * LANES, sizeof(vec));    \\
+                        for (int i = 0; i < 4; i++) {                                         \\
+                            T w = wr[i][k];                                                   \\
+                            for (int v = 0; v < NV; v++) acc[i][v] += w * xv[v];              \\
+                        }                                                                     \\
+                    }                                                                         \\
+                    for (int i = 0; i < 4; i++) __builtin_memcpy(res[i], acc[i], sizeof(acc[i])); \\
+                    for (Py_ssize_t t = 0; t < nt; t++)                                       \\
+                        for (int i = 0; i < no; i++)                                          \\
+                            out[(t0 + t) * OC + o + i] =                                      \\
+                                k0 ? out[(t0 + t) * OC + o + i] + res[i][t] : res[i][t];      \\
+                }                                                                             \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    FASTOPS_SMALL_PRODUCTS(float, fastops_s)
+    FASTOPS_SMALL_PRODUCTS(double, fastops_d)
+    """
+    void fastops_s_gemm_rows(float*, const float*, Py_ssize_t, Py_ssize_t, const float*,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+    void fastops_d_gemm_rows(double*, const double*, Py_ssize_t, Py_ssize_t, const double*,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+    void fastops_s_matmul_forward_cols(float*, const float*, const float*, Py_ssize_t,
+                                       Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                       Py_ssize_t) noexcept nogil
+    void fastops_d_matmul_forward_cols(double*, const double*, const double*, Py_ssize_t,
+                                       Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                       Py_ssize_t) noexcept nogil
+
 
 cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
                             const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
                             Py_ssize_t Nn) noexcept nogil:
-    """Rows m0..m1 of out += A @ B; four rows at a time so each row of B is loaded once for four.
-
-    A's element (m, k) is a[m*sam + k*sak] (strides let dW = dout^T @ x reuse this loop); the inner
-    loop is an axpy over a contiguous row, which the compiler vectorises without reordering sums.
-    """
-    cdef Py_ssize_t m, k, j, r
-    cdef real a0, a1, a2, a3, bj
-    cdef real *o0
-    cdef real *o1
-    cdef real *o2
-    cdef real *o3
-    cdef const real* brow
-    m = m0
-    while m + 4 <= m1:
-        o0 = out + m * Nn
-        o1 = o0 + Nn
-        o2 = o1 + Nn
-        o3 = o2 + Nn
-        for k in range(K):
-            a0 = a[m * sam + k * sak]
-            a1 = a[(m + 1) * sam + k * sak]
-            a2 = a[(m + 2) * sam + k * sak]
-            a3 = a[(m + 3) * sam + k * sak]
-            brow = b + k * Nn
-            for j in range(Nn):
-                bj = brow[j]
-                o0[j] += a0 * bj
-                o1[j] += a1 * bj
-                o2[j] += a2 * bj
-                o3[j] += a3 * bj
-        m += 4
-    if m < m1:  # the last 1-3 rows, in one more pass over B
-        for k in range(K):
-            brow = b + k * Nn
-            for r in range(m, m1):
-                o0 = out + r * Nn
-                a0 = a[r * sam + k * sak]
-                for j in range(Nn):
-                    o0[j] += a0 * brow[j]
+    """Rows m0..m1 of out += A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
+    dW = dout^T @ x use this loop too), in blocks of 4 rows x 8 columns held in registers."""
+    if real is float:
+        fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
+    else:
+        fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
 
 
 cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
@@ -194,32 +260,11 @@ cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, 
 cdef inline void _matmul_forward_cols(real* out, const real* inp, const real* weight,
                                       Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C,
                                       Py_ssize_t OC) noexcept nogil:
-    """Columns o0..o1 of out = inp @ weight^T. Each row of weight is read once, from memory, and
-    meets every row of inp (which stays in cache) four rows at a time."""
-    cdef Py_ssize_t t, o
-    cdef real acc[4]
-    cdef const real* wr
-    for o in range(o0, o1):
-        wr = weight + o * C
-        t = 0
-        while t + 4 <= N:
-            if real is float:
-                fastops_sdot4(inp + t * C, inp + (t + 1) * C, inp + (t + 2) * C,
-                              inp + (t + 3) * C, wr, C, acc)
-            else:
-                fastops_ddot4(inp + t * C, inp + (t + 1) * C, inp + (t + 2) * C,
-                              inp + (t + 3) * C, wr, C, acc)
-            out[t * OC + o] = acc[0]
-            out[(t + 1) * OC + o] = acc[1]
-            out[(t + 2) * OC + o] = acc[2]
-            out[(t + 3) * OC + o] = acc[3]
-            t += 4
-        while t < N:
-            if real is float:
-                out[t * OC + o] = fastops_sdot4_1(inp + t * C, wr, C)
-            else:
-                out[t * OC + o] = fastops_ddot4_1(inp + t * C, wr, C)
-            t += 1
+    """Columns o0..o1 of out = inp @ weight^T: 8 tokens x 4 outputs at a time, in registers."""
+    if real is float:
+        fastops_s_matmul_forward_cols(out, inp, weight, N, o0, o1, C, OC)
+    else:
+        fastops_d_matmul_forward_cols(out, inp, weight, N, o0, o1, C, OC)
 
 
 cdef void matmul_forward(real* out,           # (N, OC)
