@@ -257,6 +257,10 @@ cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, 
         _gemm_rows(out, a, sam, sak, b, 0, M, K, Nn)
 
 
+cdef enum:
+    FORWARD_BLAS_MIN_TOKENS = 32
+
+
 cdef inline void _matmul_forward_cols(real* out, const real* inp, const real* weight,
                                       Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C,
                                       Py_ssize_t OC) noexcept nogil:
@@ -271,10 +275,11 @@ cdef void matmul_forward(real* out,           # (N, OC)
                          const real* inp,     # (N, C)
                          const real* weight,  # (OC, C), PyTorch's (out, in) order
                          Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, int nthreads) noexcept nogil:
-    """out = inp @ weight^T: BLAS when large enough, else our loops.
-    With threads, each thread makes its own BLAS call on a slab of rows (BLAS on one thread)."""
+    """out = inp @ weight^T: BLAS when large enough, else our loops. Our loops hold 8 tokens in
+    registers and beat BLAS below FORWARD_BLAS_MIN_TOKENS tokens, whatever the widths (measured
+    in chapter 6). With threads, each thread makes its own BLAS call on a slab of rows."""
     cdef Py_ssize_t blk, nblk = (OC + 15) // 16, r0, r1, part
-    if _use_blas(out, N, C, OC):
+    if N >= FORWARD_BLAS_MIN_TOKENS and _use_blas(out, N, C, OC):
         if nthreads > 1 and N >= 8 * nthreads and N * C * OC >= _parallel_min_flops:
             part = (N + nthreads - 1) // nthreads
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
