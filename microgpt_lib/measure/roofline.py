@@ -78,9 +78,8 @@ class KernelTiming:
 
 def attention_runs_square(T: int, head_size: int) -> bool:
     """True when fastops' attention of T tokens goes to BLAS (full T x T products)."""
-    threshold = getattr(fastops, "get_attention_blas_threshold", None)
-    registered = getattr(fastops, "blas_library", lambda: None)() is not None
-    return bool(threshold and registered and T * T * head_size >= threshold())
+    return (fastops.blas_library() is not None
+            and T * T * head_size >= fastops.get_attention_blas_threshold())
 
 
 def _kernel_calls(config: GPTConfig, seq_lens: Sequence[int],
