@@ -121,22 +121,29 @@ cdef void rmsnorm_backward(real* dx,          # (N, C), added to
 # The backward needs general products out (M, Nn) (+)= A (M, K) @ B (K, Nn): _gemm_loops.
 #
 # Small products in registers (the sizes of one name per step, where BLAS' set-up costs more
-# than it saves). A vector register holds 4 doubles or 8 floats with AVX2 (GCC's portable
-# `vector_size(32)` type; the baseline build splits it into two SSE registers). Both kernels keep
+# than it saves). A vector register holds 4 doubles or 8 floats with AVX2, 2 or 4 with SSE2
+# (GCC's portable `vector_size` type, as wide as the build's registers). Both kernels keep
 # a 4 x 8 block of the output in registers while the sum runs, so every number loaded feeds
 # several multiply-adds and the block is written once, at the end. (The roofline of chapter 6
 # found these products far under the peak when each output was a separate dot product.)
 
 cdef extern from *:
     """
+    /* The widest vector the build may use: 32 bytes with AVX (x86-64-v3 and up), else 16 (SSE2,
+       NEON); a wider generic vector than the target has would be emulated, slowly. */
+    #if defined(__AVX__)
+    #define FASTOPS_VEC_BYTES 32
+    #else
+    #define FASTOPS_VEC_BYTES 16
+    #endif
     #define FASTOPS_SMALL_PRODUCTS(T, NAME) \\
     /* out rows m0..m1-1 (Nn columns) += A @ B; A's (m, k) at a[m*sam + k*sak], B is (K, Nn).  \\
        The sums over k run in order, as plain loops add them. */                              \\
     static void NAME##_gemm_rows(T* out, const T* a, Py_ssize_t sam, Py_ssize_t sak,         \\
                                  const T* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,      \\
                                  Py_ssize_t Nn) {                                             \\
-        typedef T vec __attribute__((vector_size(32)));                                       \\
-        enum { LANES = 32 / sizeof(T), NV = 8 / LANES };                                      \\
+        typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                        \\
+        enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES };                       \\
         for (Py_ssize_t m = m0; m < m1; m += 4) {                                             \\
             int nm = m1 - m < 4 ? (int)(m1 - m) : 4;                                          \\
             Py_ssize_t j = 0;                                                                 \\
@@ -180,8 +187,8 @@ cdef extern from *:
     static void NAME##_matmul_forward_cols(T* out, const T* inp, const T* weight,            \\
                                            Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1,        \\
                                            Py_ssize_t C, Py_ssize_t OC) {                     \\
-        typedef T vec __attribute__((vector_size(32)));                                       \\
-        enum { LANES = 32 / sizeof(T), NV = 8 / LANES, KB = 512 };                            \\
+        typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                        \\
+        enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES, KB = 512 };             \\
         T xt[KB * 8];                                                                         \\
         T res[4][8];                                                                          \\
         for (Py_ssize_t t0 = 0; t0 < N; t0 += 8) {                                            \\
