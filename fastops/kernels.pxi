@@ -239,29 +239,82 @@ cdef extern from *:
                                        Py_ssize_t) noexcept nogil
 
 
-cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
-                            const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
-                            Py_ssize_t Nn) noexcept nogil:
+cdef inline void _gemm_rows_blocked(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
+                                    const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
+                                    Py_ssize_t Nn) noexcept nogil:
     """Rows m0..m1 of out += A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
-    dW = dout^T @ x use this loop too), in blocks of 4 rows x 8 columns held in registers."""
+    dW = dout^T @ x use this loop too), in blocks of 4 rows x 8 columns held in registers. B is
+    read in strips of 8 columns: best when B is small and already in cache (dW's B is the
+    layer's input)."""
     if real is float:
         fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
     else:
         fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
 
 
+cdef inline void _gemm_rows_streaming(real* out, const real* a, Py_ssize_t sam,
+                                      Py_ssize_t sak, const real* b, Py_ssize_t m0,
+                                      Py_ssize_t m1, Py_ssize_t K, Py_ssize_t Nn) noexcept nogil:
+    """Rows m0..m1 of out += A @ B; four rows at a time so each row of B is loaded once for four.
+
+    The inner loop is an axpy over a whole contiguous row of B, which the compiler vectorises
+    without reordering sums: B streams through in memory order, which suits a large B that
+    comes from L3 or DRAM (dx = dout @ weight), where the register blocks' column strips stall.
+    """
+    cdef Py_ssize_t m, k, j, r
+    cdef real a0, a1, a2, a3, bj
+    cdef real *o0
+    cdef real *o1
+    cdef real *o2
+    cdef real *o3
+    cdef const real* brow
+    m = m0
+    while m + 4 <= m1:
+        o0 = out + m * Nn
+        o1 = o0 + Nn
+        o2 = o1 + Nn
+        o3 = o2 + Nn
+        for k in range(K):
+            a0 = a[m * sam + k * sak]
+            a1 = a[(m + 1) * sam + k * sak]
+            a2 = a[(m + 2) * sam + k * sak]
+            a3 = a[(m + 3) * sam + k * sak]
+            brow = b + k * Nn
+            for j in range(Nn):
+                bj = brow[j]
+                o0[j] += a0 * bj
+                o1[j] += a1 * bj
+                o2[j] += a2 * bj
+                o3[j] += a3 * bj
+        m += 4
+    if m < m1:  # the last 1-3 rows, in one more pass over B
+        for k in range(K):
+            brow = b + k * Nn
+            for r in range(m, m1):
+                o0 = out + r * Nn
+                a0 = a[r * sam + k * sak]
+                for j in range(Nn):
+                    o0[j] += a0 * brow[j]
+
+
 cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
-                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate,
+                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate, bint blocked,
                       int nthreads) noexcept nogil:
-    """out (M, Nn) (+)= A @ B with hand-written loops; blocks of 4 rows shared among threads."""
+    """out (M, Nn) (+)= A @ B with hand-written loops, in register blocks (`blocked`, for a small
+    B) or streaming B row by row; blocks of 4 rows shared among threads."""
     cdef Py_ssize_t blk, nblk = (M + 3) // 4
     if not accumulate:
         memset(out, 0, M * Nn * sizeof(real))
     if nthreads > 1 and M * K * Nn >= _parallel_min_flops and nblk > 1:
         for blk in prange(nblk, num_threads=nthreads, schedule="static"):
-            _gemm_rows(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+            if blocked:
+                _gemm_rows_blocked(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+            else:
+                _gemm_rows_streaming(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+    elif blocked:
+        _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn)
     else:
-        _gemm_rows(out, a, sam, sak, b, 0, M, K, Nn)
+        _gemm_rows_streaming(out, a, sam, sak, b, 0, M, K, Nn)
 
 
 cdef enum:
@@ -332,8 +385,8 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
             _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, 1.0, dweight, C)
             _blas(NO_TRANS, NO_TRANS, N, C, OC, dout, OC, weight, C, beta, dinp, C)
         return
-    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, nthreads)
-    _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, nthreads)
+    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, True, nthreads)
+    _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, False, nthreads)
 
 
 # ----------------------------------------------------------------------------------------------
