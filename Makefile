@@ -10,7 +10,7 @@ ifdef MICROGPT_DATA
 export MICROGPT_DATA := $(abspath $(MICROGPT_DATA))
 endif
 
-.PHONY: build test book clean vendor
+.PHONY: build test book lab clean vendor
 .DEFAULT_GOAL := test
 
 $(BIN)/.installed: requirements.txt pyproject.toml setup.py
@@ -21,7 +21,7 @@ $(BIN)/.installed: requirements.txt pyproject.toml setup.py
 	touch $@
 
 # Compile fastops in place (again whenever a .pyx changes).
-fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd)
+fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd fastops/*.pxi)
 	$(BIN)/python setup.py build_ext --inplace -j 2
 	touch $@
 
@@ -48,11 +48,15 @@ vendor: $(VENDORED)
 # Every test, and every chapter notebook run top to bottom in a fresh kernel, in short (smoke) mode;
 # tests/test_book_browser.py also builds the book in short mode and checks it in headless Chromium.
 test: build vendor
-	MICROGPT_SMOKE=1 $(BIN)/python -m pytest tests chapters --nbmake --nbmake-timeout=900 -p no:cacheprovider
+	MICROGPT_SMOKE=1 $(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -p no:cacheprovider
 
 # The whole book, every notebook executed in full; any warning or failing cell fails the build.
 book: build vendor
 	$(BIN)/jupyter-book build --all -W -n --keep-going .
+
+# Jupyter Lab on the chapters, in the course's environment (MICROGPT_SMOKE=1 make lab: short runs).
+lab: build
+	cd chapters && PYTHONPATH=$(CURDIR) ../$(BIN)/jupyter lab
 
 clean:
 	rm -rf _build build book/vendor/html fastops/*.c fastops/*.so fastops/*.html fastops/.built

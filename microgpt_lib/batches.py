@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microgpt_lib.config import GPTConfig
 from microgpt_lib.data import load_text
 from microgpt_lib.tokenizers import CharTokenizer
 
@@ -56,6 +57,41 @@ class PaddedBatch:
     def from_windows(cls, x: np.ndarray, y: np.ndarray) -> "PaddedBatch":
         """(B, T) windows of a text, every position real (no padding)."""
         return cls(x, y, np.ones(x.shape))
+
+
+def check_batch(batch: PaddedBatch, config: GPTConfig) -> PaddedBatch:
+    """The batch with NumPy arrays, checked before any backend touches it (both batched backends
+    call this, so they accept and reject the same batches).
+
+    TypeError: tokens or targets that are not integers (float ids are never truncated), a mask
+    that is not numbers. ValueError: shapes other than one (B, T) with 1 <= T <= block_size, ids
+    outside the vocabulary (padding included), mask values other than exactly 0 and 1, a row whose
+    real positions do not come first or that has none.
+    """
+    tokens, targets, mask = (np.asarray(a) for a in (batch.tokens, batch.targets, batch.mask))
+    for name, ids in (("tokens", tokens), ("targets", targets)):
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be integer token ids, got dtype {ids.dtype}")
+    if mask.dtype.kind not in "biuf":
+        raise TypeError(f"mask must hold numbers (1 real, 0 padding), got dtype {mask.dtype}")
+    if tokens.ndim != 2 or not tokens.shape == targets.shape == mask.shape:
+        raise ValueError(f"tokens {tokens.shape}, targets {targets.shape} and mask {mask.shape} "
+                         "must be one (B, T) shape")
+    n_rows, n_cols = tokens.shape
+    if n_rows < 1 or not 1 <= n_cols <= config.block_size:
+        raise ValueError(f"a batch needs at least one row and 1..block_size "
+                         f"({config.block_size}) positions, got shape {tokens.shape}")
+    for name, ids in (("tokens", tokens), ("targets", targets)):
+        if ids.min() < 0 or ids.max() >= config.vocab_size:
+            raise ValueError(f"{name} hold ids outside the vocabulary 0..{config.vocab_size - 1}")
+    lengths = np.count_nonzero(mask == 1, axis=1)
+    if not np.array_equal(mask, np.arange(n_cols) < lengths[:, None]):  # one pass checks both:
+        if not np.all((mask == 0) | (mask == 1)):
+            raise ValueError("mask values must be exactly 0 (padding) or 1 (real)")
+        raise ValueError("each row of the mask must mark its real tokens first, then padding")
+    if lengths.min() == 0:
+        raise ValueError(f"row {int(np.argmin(lengths))} of the batch has no real position")
+    return PaddedBatch(tokens, targets, mask)
 
 
 def pack(batch: PaddedBatch) -> Packed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from microgpt_lib.flat_params import FlatParams
+from microgpt_lib.numerics import check_lr, check_nonnegative
 
 LEARNING_RATE = 0.01
 BETA1 = 0.85
@@ -19,7 +20,7 @@ EPS = 1e-8
 def adam_update_numpy(params, grads, m, v, t: int, lr: float) -> None:
     """In place on NumPy arrays of one shape: Adam moments, bias-corrected update, grads reset.
 
-    The reference for `fastops.adam_update` and the optimiser of the NumPy rungs; t counts from 1.
+    The reference for `fastops.adamw_update` (without weight decay) and the optimiser of the NumPy rungs; t counts from 1.
     """
     m *= BETA1
     m += (1 - BETA1) * grads
@@ -61,13 +62,16 @@ def adam_update_numpy_preallocated(params, grads, m, v, t: int, lr: float, work)
 class FlatAdam:
     """Adam over flat buffers (the specification's constants), in place, through one preallocated scratch.
 
+    Not safe to share between threads (it updates its moments and scratch in place).
+
     It stores the moments scaled, m' = m / (1 - beta1) and v' = v / (1 - beta2), which turns
     `m = beta1 m + (1 - beta1) g` into `m' = beta1 m' + g`: one pass fewer per moment.
     """
 
     def __init__(self, params: FlatParams, weight_decay: float = 0.0) -> None:
         self.params = params
-        self.weight_decay = weight_decay  # decoupled (AdamW): p -= lr * weight_decay * p
+        # decoupled (AdamW): p -= lr * weight_decay * p
+        self.weight_decay = check_nonnegative("weight_decay", weight_decay)
         self.m = np.zeros_like(params.data)  # m / (1 - beta1)
         self.v = np.zeros_like(params.data)  # v / (1 - beta2)
         self.scratch = np.empty_like(params.data)
@@ -79,7 +83,12 @@ class FlatAdam:
         With c1 = 1 - beta1^t, c2 = 1 - beta2^t and a = sqrt((1 - beta2) / c2):
         m_hat = (1 - beta1) m' / c1 and sqrt(v_hat) = a sqrt(v'), so the update is
         p -= (lr (1 - beta1) / (c1 a)) * m' / (sqrt(v') + eps / a): five passes.
+        A bad lr or gradient buffer is rejected before anything changes.
         """
+        lr = check_lr(lr)
+        if grads.data.shape != self.m.shape or grads.data.dtype != self.m.dtype:
+            raise ValueError(f"grads must match the parameters ({self.m.shape} {self.m.dtype}), "
+                             f"got {grads.data.shape} {grads.data.dtype}")
         self.t += 1
         g, m, v, s = grads.data, self.m, self.v, self.scratch
         m *= BETA1

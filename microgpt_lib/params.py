@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from microgpt_lib.config import GPTConfig
 
 Matrix = list[list[float]]
@@ -31,14 +33,21 @@ def copy_params(params: Params) -> Params:
 
 
 def check_params(config: GPTConfig, params: Params) -> None:
-    """Raise ValueError if `params` does not hold exactly the matrices `config` needs."""
+    """Raise ValueError if `params` does not hold exactly the matrices `config` needs, each of
+    its shape and of finite numbers (a NaN weight would otherwise surface as a diverged run)."""
     shapes = config.param_shapes()
     if set(params) != set(shapes):
         missing = sorted(set(shapes) - set(params))
         extra = sorted(set(params) - set(shapes))
         raise ValueError(f"parameters do not match the config: missing {missing}, unexpected {extra}")
     for name, (rows, cols) in shapes.items():
-        matrix = params[name]
-        got = (len(matrix), len(matrix[0]) if len(matrix) else 0)
-        if got != (rows, cols):
-            raise ValueError(f"{name} has shape {got}, the config needs {(rows, cols)}")
+        try:
+            values = np.asarray(params[name])
+        except (TypeError, ValueError):  # rows of different lengths
+            values = np.empty(0, dtype=object)
+        if values.dtype.kind not in "iuf" or values.ndim != 2:
+            raise ValueError(f"{name} is not a {rows} x {cols} matrix of numbers")
+        if values.shape != (rows, cols):
+            raise ValueError(f"{name} has shape {values.shape}, the config needs {(rows, cols)}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} holds weights that are not finite (nan or infinity)")

@@ -3,8 +3,9 @@
 Builds the book as `make book` does (same strict flags) but with MICROGPT_SMOKE=1 so the notebooks
 run short, into a temporary folder (or takes the build named by MICROGPT_BOOK_HTML); serves it on
 127.0.0.1; and opens the front page and every chapter of _toc.yml in headless Chromium
-(tests/chromium.py), where every host name but 127.0.0.1 is unresolvable. A screenshot of each
-page is saved in artifacts/book/. Where no Chromium can be found the whole module is skipped with
+(tests/chromium.py), where every host name but 127.0.0.1 is unresolvable; then again 420 px
+wide, the width of a phone, where nothing may stick out of the text column. Screenshots of each
+page at both widths are saved in artifacts/book/. Where no Chromium can be found the whole module is skipped with
 a warning (CI installs Debian's chromium with apt).
 """
 from __future__ import annotations
@@ -31,10 +32,11 @@ from chromium import Chromium, DevToolsError, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "book"
-BUILD_TIMEOUT_S = 600
+BUILD_TIMEOUT_S = 1800  # a short-mode build of every chapter takes several minutes
 CHAPTER_1 = "chapters/01_scalar_autograd"
 # The front page's labelled equation (book/intro.md, label eq-loss): it must come out typeset.
 KNOWN_EQUATION_ID = "equation-eq-loss"
+NARROW_WIDTH = 420
 
 CHROMIUM = find_chromium()
 if CHROMIUM is None:
@@ -115,6 +117,41 @@ DESCRIBE_PAGE_JS = r"""
 """
 
 
+# Run once the page is 420 px wide: what sticks out to the right of the text column. An element
+# inside a box that scrolls or clips horizontally (a code cell, a table, a display equation) is
+# fine: the reader scrolls that box, not the page. Only the outermost element that sticks out is
+# reported, not everything inside it.
+NARROW_PAGE_JS = r"""
+(async () => {
+  await new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  const column = document.querySelector('article.bd-article') || document.querySelector('main');
+  const right = column.getBoundingClientRect().right + 1;
+  const boxed = el => {
+    for (let a = el.parentElement; a && a !== column; a = a.parentElement) {
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(a).overflowX)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const sticksOut = el => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && r.right > right && !boxed(el);
+  };
+  const wide = [...column.querySelectorAll('*')]
+    .filter(el => sticksOut(el) && !(el.parentElement !== column && sticksOut(el.parentElement)))
+    .map(el => `<${el.tagName.toLowerCase()} class="${el.className && el.className.baseVal
+        !== undefined ? el.className.baseVal : el.className}"> ${Math.round(
+        el.getBoundingClientRect().right - right)} px too wide: `
+        + (el.innerText || el.textContent || '').trim().slice(0, 60));
+  const box = column.getBoundingClientRect();
+  return {page_width: document.documentElement.scrollWidth, viewport: window.innerWidth,
+          column: [Math.round(box.left), Math.round(box.right)],
+          wide: wide.slice(0, 12), n_wide: wide.length};
+})()
+"""
+
+
 @dataclass
 class PageReport:
     """What one page did in the browser: its problems, and what it drew."""
@@ -122,6 +159,7 @@ class PageReport:
     url: str
     problems: list[str] = field(default_factory=list)
     description: dict = field(default_factory=dict)
+    narrow: dict = field(default_factory=dict)
 
 
 def browser_problems(events: list[dict], origin: str) -> list[str]:
@@ -217,7 +255,17 @@ def reports(served_book: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
             except DevToolsError as exc:
                 report.problems.append(str(exc))
             report.problems += browser_problems(browser.events(session), served_book)
-            browser.screenshot(session, ARTIFACTS / (page.replace("/", "__") + ".png"))
+            name = page.replace("/", "__")
+            browser.screenshot(session, ARTIFACTS / f"{name}.png")
+            browser.call("Emulation.setDeviceMetricsOverride",
+                         {"width": NARROW_WIDTH, "height": 900, "deviceScaleFactor": 1,
+                          "mobile": False}, session=session)
+            try:
+                report.narrow = browser.evaluate(session, NARROW_PAGE_JS, timeout=60)
+            except DevToolsError as exc:
+                report.problems.append(f"at {NARROW_WIDTH} px: {exc}")
+            browser.screenshot(session, ARTIFACTS / f"{name}__{NARROW_WIDTH}px.png",
+                               width=NARROW_WIDTH)
             results[page] = report
     finally:
         browser.close()
@@ -251,6 +299,27 @@ def fetch(url: str, cache: dict[str, str | None]) -> str | None:
 def test_page_loads_offline_without_console_errors_or_failed_requests(reports, page):
     report = reports[page]
     assert not report.problems, f"{report.url}:\n" + "\n".join(report.problems)
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_tables_are_rendered_not_left_as_markdown_pipes(reports, served_book, page):
+    body = fetch(reports[page].url, {})
+    assert body is not None, f"{page} is missing"
+    raw = [line.strip()[:100] for line in body.splitlines() if "<p>| " in line]
+    assert not raw, f"{page}: tables printed as raw Markdown pipes:\n" + "\n".join(raw)
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_nothing_is_wider_than_the_text_column_on_a_narrow_screen(reports, page):
+    narrow = reports[page].narrow
+    assert narrow, f"{page} was not measured at {NARROW_WIDTH} px"
+    assert not narrow["wide"], (f"{page} at {NARROW_WIDTH} px: {narrow['n_wide']} elements stick "
+                                "out of the text column:\n" + "\n".join(narrow["wide"]))
+    assert narrow["page_width"] <= narrow["viewport"], \
+        f"{page} scrolls sideways at {NARROW_WIDTH} px: {narrow['page_width']} px wide"
+    left, right = narrow["column"]
+    assert left >= 0 and right <= narrow["viewport"], \
+        f"{page}: the text column spans {left}..{right} px of a {narrow['viewport']} px screen"
 
 
 @pytest.mark.parametrize("page", toc_pages())
@@ -327,11 +396,17 @@ def test_a_page_with_a_train_button_says_it_needs_a_live_kernel(reports):
                 f"{page} draws a Train button but does not say it needs a live kernel"
 
 
-def test_chapter_pages_link_to_colab_binder_and_the_repository(reports):
-    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+def test_launch_buttons_appear_only_with_a_repository_address(reports):
+    repository = (yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+                  or "").strip()
     owner_repo = repository.removeprefix("https://github.com/")
     for page in toc_pages()[1:]:
         links = reports[page].description["links"]
+        launchers = [link for link in links if link.startswith(
+            ("https://colab.research.google.com/", "https://mybinder.org/"))]
+        if not repository:
+            assert not launchers, f"{page}: launch buttons without a repository: {launchers}"
+            continue
         expected = [f"https://colab.research.google.com/github/{owner_repo}/blob/",
                     f"https://mybinder.org/v2/gh/{owner_repo}/", repository]
         for prefix in expected:

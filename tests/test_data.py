@@ -2,6 +2,7 @@
 import functools
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,107 @@ def test_unknown_dataset_lists_the_known_ones():
 def test_registry_checksums_match_the_shared_copies(name):
     dataset = get_dataset(name)
     assert data.sha256_of(SHARED / dataset.file) == dataset.sha256
+
+
+# --- downloads that go wrong: every failure is a DatasetError that says what to do, in bounded time
+
+@pytest.fixture
+def custom_server():
+    """Serve one GET handler (a function of the request handler) on 127.0.0.1; yields its URL."""
+    servers = []
+
+    def start(respond):
+        handler = type("Handler", (http.server.BaseHTTPRequestHandler,), {
+            "do_GET": lambda self: respond(self), "log_message": lambda self, *a: None})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/names.txt"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def trickle(handler):
+    """A server that announces 1000 bytes and then sends one every 0.2 s."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    try:
+        for _ in range(1000):
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+            time.sleep(0.2)
+    except OSError:  # the client gave up
+        pass
+
+
+def test_a_trickling_download_stops_at_the_overall_deadline(monkeypatch, tmp_path, custom_server):
+    monkeypatch.delenv("MICROGPT_DATA", raising=False)
+    url = custom_server(trickle)
+    start = time.monotonic()
+    with pytest.raises(DatasetError, match="took more than 1 s"):
+        dataset_path("names", cache_dir=tmp_path, url=url, timeout=1.0)
+    assert time.monotonic() - start < 10  # every read succeeds, yet the whole download is bounded
+    assert list(tmp_path.iterdir()) == []
+
+
+def oversized(length_header: bool):
+    def respond(handler):
+        body = b"x" * 5000
+        handler.send_response(200)
+        if length_header:
+            handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        try:
+            handler.wfile.write(body)
+        except OSError:
+            pass
+    return respond
+
+
+@pytest.mark.parametrize("length_header, message", [(True, "announces 5,000 bytes"),
+                                                    (False, "sent more than 1,000 bytes")])
+def test_an_oversized_download_is_refused_before_the_checksum(monkeypatch, tmp_path, custom_server,
+                                                             length_header, message):
+    monkeypatch.delenv("MICROGPT_DATA", raising=False)
+    with pytest.raises(DatasetError, match=message):
+        dataset_path("names", cache_dir=tmp_path, url=custom_server(oversized(length_header)),
+                     max_bytes=1000, timeout=5.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_connection_cut_short_is_a_dataset_error(monkeypatch, tmp_path, custom_server):
+    def cut(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b"abc")
+        handler.close_connection = True
+
+    monkeypatch.delenv("MICROGPT_DATA", raising=False)
+    with pytest.raises(DatasetError, match="nothing was saved"):
+        dataset_path("names", cache_dir=tmp_path, url=custom_server(cut), timeout=5.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_server_is_a_dataset_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("MICROGPT_DATA", raising=False)
+    with pytest.raises(DatasetError, match="MICROGPT_DATA"):
+        dataset_path("names", cache_dir=tmp_path, url="http://127.0.0.1:9/names.txt", timeout=5.0)
+
+
+def test_an_unwritable_cache_is_a_dataset_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("MICROGPT_DATA", raising=False)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(DatasetError, match="cannot write names into the cache folder"):
+        dataset_path("names", cache_dir=tmp_path / "a_file" / "cache", url="http://127.0.0.1:9/")
+
+
+def test_microgpt_data_pointing_at_a_missing_folder_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("MICROGPT_DATA", str(tmp_path / "missing"))
+    with pytest.raises(DatasetError, match="not a folder"):
+        dataset_path("names", cache_dir=tmp_path / "cache")

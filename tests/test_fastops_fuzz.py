@@ -31,12 +31,8 @@ EXAMPLES = int(os.environ.get("FASTOPS_FUZZ_EXAMPLES", "6"))
 def reference_loss_and_grads(case: dict, params: np.ndarray):
     """Loss and gradient of the packed batch by the NumPy kernels rung (float64), or None when
     the reference cannot take this model (a config the Python side rejects)."""
-    try:  # the package layout being put in place, else the one before it
-        from microgpt_lib.flat_params import FlatParams
-        from microgpt_lib.rungs.rung4_numpy_kernels.gpt import gpt_backward, gpt_forward
-    except ImportError:
-        from microgpt_lib.flat import FlatParams
-        from microgpt_lib.fused_gpt import gpt_backward, gpt_forward
+    from microgpt_lib.flat_params import FlatParams
+    from microgpt_lib.rungs.rung4_numpy_kernels.gpt import gpt_backward, gpt_forward
     from microgpt_lib.config import ConfigError, GPTConfig
 
     try:

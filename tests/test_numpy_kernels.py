@@ -8,7 +8,7 @@ from microgpt_lib.flat_params import FlatParams
 from microgpt_lib.measure.gradcheck import central_difference
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs import get_rung
-from microgpt_lib.rungs.rung4_numpy_kernels.gpt import check_batch, gpt_backward, gpt_forward
+from microgpt_lib.rungs.rung4_numpy_kernels.gpt import gpt_backward, gpt_forward
 
 
 @pytest.fixture(scope="module")
@@ -84,19 +84,3 @@ def test_fused_rejects_bad_documents(tokens, message):
     fused = get_rung("numpy_kernels")(config, init_params(config))
     with pytest.raises(ValueError, match=message):
         fused.loss_and_grads(tokens)
-
-
-@pytest.mark.parametrize("tokens, targets, mask, message", [
-    (np.zeros(9, int), np.zeros(9, int), None, "block_size"),
-    (np.zeros((2, 3), int), np.zeros(3, int), None, "must both be"),
-    (np.zeros((2, 3, 1), int), np.zeros((2, 3, 1), int), None, "must both be"),
-    (np.zeros(3), np.zeros(3), None, "integers"),
-    (np.array([0, 27, 1]), np.zeros(3, int), None, "tokens hold ids outside"),
-    (np.zeros(3, int), np.array([0, 1, -2]), None, "targets hold ids outside"),
-    (np.zeros((1, 3), int), np.zeros((1, 3), int), np.array([[1.0, 0.0, 1.0]]), "right padding"),
-    (np.zeros((1, 3), int), np.zeros((1, 3), int), np.ones((1, 2)), "mask must have"),
-    (np.zeros((1, 3), int), np.zeros((1, 3), int), np.zeros((1, 3)), "no real position"),
-])
-def test_check_batch_rejects_bad_input(tokens, targets, mask, message):
-    with pytest.raises(ValueError, match=message):
-        check_batch(GPTConfig.preset("e16_L1_b8"), tokens, targets, mask)

@@ -160,3 +160,13 @@ def test_python_fast_sections_train_the_model_and_time_every_phase(encoded):
         ref.train_step(tokens, 0.01)
     assert max(abs(a - b) for name, m in ref.parameters().items()
                for ra, rb in zip(m, fast.parameters()[name]) for a, b in zip(ra, rb)) < 1e-12
+
+
+def test_graph_nodes_counts_python_fast_as_chapter_2_does():
+    from microgpt_lib.measure.bench import build_model
+    from microgpt_lib.measure.graph_size import graph_nodes
+    model, docs, tok = build_model("python_fast", "e16_L1_b8")
+    counts = [graph_nodes(model, tok.encode_doc(d)) for d in docs[:2]]
+    assert sum(counts) / 2 == count_graph_nodes("python_fast", "e16_L1_b8", docs=2)
+    kernels, _, _ = build_model("numpy_kernels", "e16_L1_b8")
+    assert graph_nodes(kernels, tok.encode_doc(docs[0])) is None

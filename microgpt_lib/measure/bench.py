@@ -11,12 +11,14 @@ A rung is named as in the registry ("python_fast") or, for the intermediate vari
 times, as "module:Class" ("microgpt_lib.rungs.rung2_python_fast.variants:ScalarFusedGPT").
 
 CLI: `python -m microgpt_lib.measure.bench --rungs scalar python_fast --configs e16_L1_b16 --json out.json`
-(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`). Its `run` and
-`compare OLD NEW` commands save results and detect regressions (`microgpt_lib.measure.regression`).
+(add `--interleaved` to alternate the rungs step by step, see `time_interleaved`). A bad flag is
+a one-line error (exit code 2); the --json path is checked before timing starts and an existing
+file is replaced only with `--overwrite`; Ctrl-C saves what was measured, marked partial (exit 130).
+Its `run` and `compare OLD NEW` commands save results and detect regressions
+(`microgpt_lib.measure.regression`).
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import random
@@ -26,20 +28,32 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from microgpt_lib.command_line import (
+    INTERRUPTED,
+    Parser,
+    count,
+    count_or_zero,
+    fail,
+    output_path,
+    positive,
+)
 from microgpt_lib.config import GPTConfig
 from microgpt_lib.data import names_corpus
 from microgpt_lib.files import atomic_write_json
 from microgpt_lib.machine import environment
 from microgpt_lib.measure.gc_stats import GCRecorder
+from microgpt_lib.numerics import check_count
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs import get_rung
 from microgpt_lib.rungs.rung1_scalar.value import topological_order
+
+PROG = "python -m microgpt_lib.measure.bench"
 
 
 @dataclass
@@ -92,6 +106,8 @@ def time_training(
     `clock` times each step: wall time by default; `time.process_time` counts only this process's
     CPU time, which other jobs on a shared machine cannot inflate (the budget stays wall time).
     """
+    check_count("steps", steps)
+    check_count("warmup", warmup, minimum=0)
     model, docs, tok = build_model(rung, config_name, options=options)
     encoded = [tok.encode_doc(d) for d in docs[: warmup + steps]]
     for tokens in encoded[:warmup]:
@@ -111,6 +127,8 @@ def time_inference(
     min_samples: int = 3, temperature: float = 0.5,
 ) -> Measurement:
     """ms per generated sample (BOS to BOS or block_size tokens) after `warmup` samples."""
+    check_count("samples", samples)
+    check_count("warmup", warmup, minimum=0)
     model, _, _ = build_model(rung, config_name)
     rng = random.Random(1)
     model.generate(warmup, temperature, rng=rng)
@@ -139,7 +157,12 @@ def time_interleaved(
     """
     if kind not in ("train", "infer"):
         raise ValueError(f"kind must be 'train' or 'infer', got {kind!r}")
+    check_count("rounds", rounds)
+    check_count("warmup", warmup, minimum=0)
+    check_count("settle", settle, minimum=0)
     repeats = repeats or {}
+    for rung, n in repeats.items():
+        check_count(f"repeats[{rung!r}]", n)
     models = {}
     for rung in rungs:
         models[rung], docs, tok = build_model(rung, config_name)
@@ -272,25 +295,35 @@ def gc_profile_training(
                      tracked)
 
 
+def iter_benchmark(
+    rungs: list[str], configs: list[str], steps: int = 50, warmup: int = 5,
+    infer_samples: int = 0, memory: bool = False, max_seconds: float = 60.0, progress: bool = True,
+) -> Iterator[Measurement]:
+    """Every rung on every config, one measurement at a time (so a caller keeps what was
+    measured if it is interrupted); training always, inference and memory on request."""
+    jobs = [(r, c) for c in configs for r in rungs]
+    bar = tqdm(total=len(jobs), desc="benchmark", disable=not progress)
+    try:
+        for rung, config_name in jobs:
+            train = time_training(rung, config_name, steps, warmup, max_seconds)
+            if memory:
+                train.memory = measure_memory(rung, config_name)
+            yield train
+            if infer_samples:
+                yield time_inference(rung, config_name, infer_samples, max_seconds=max_seconds)
+            bar.set_postfix_str(f"{rung} {config_name}: {train.median:.3f} ms/step", refresh=False)
+            bar.update()
+    finally:
+        bar.close()
+
+
 def run_benchmark(
     rungs: list[str], configs: list[str], steps: int = 50, warmup: int = 5,
     infer_samples: int = 0, memory: bool = False, max_seconds: float = 60.0, progress: bool = True,
 ) -> list[Measurement]:
     """Every rung on every config in one run; training always, inference and memory on request."""
-    jobs = [(r, c) for c in configs for r in rungs]
-    bar = tqdm(total=len(jobs), desc="benchmark", disable=not progress)
-    results = []
-    for rung, config_name in jobs:
-        train = time_training(rung, config_name, steps, warmup, max_seconds)
-        if memory:
-            train.memory = measure_memory(rung, config_name)
-        results.append(train)
-        if infer_samples:
-            results.append(time_inference(rung, config_name, infer_samples, max_seconds=max_seconds))
-        bar.set_postfix_str(f"{rung} {config_name}: {train.median:.3f} ms/step", refresh=False)
-        bar.update()
-    bar.close()
-    return results
+    return list(iter_benchmark(rungs, configs, steps, warmup, infer_samples, memory, max_seconds,
+                               progress))
 
 
 def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
@@ -316,10 +349,38 @@ def format_table(results: list[Measurement], baseline: str = "scalar") -> str:
     return "\n".join(lines)
 
 
-def save_json(results: list[Measurement], path: str | Path) -> None:
-    """Write the measurements and the environment they were taken in."""
-    payload = {"environment": environment(), "measurements": [m.summary() for m in results]}
-    atomic_write_json(path, payload)
+def save_json(results: list[Measurement], path: str | Path, partial: bool = False,
+              overwrite: bool = True) -> None:
+    """Write the measurements and the environment they were taken in (atomically, strict JSON);
+    `partial` marks a benchmark that was interrupted before it measured everything."""
+    payload = {"environment": environment(), "partial": partial,
+               "measurements": [m.summary() for m in results]}
+    atomic_write_json(path, payload, overwrite)
+
+
+def _repeats(items: list[str]) -> dict[str, int]:
+    """--repeat RUNG=N items as a dict; ValueError naming a malformed item."""
+    repeats = {}
+    for item in items:
+        rung, _, n = item.rpartition("=")
+        if not rung or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--repeat takes RUNG=N with N >= 1, got {item!r}")
+        repeats[rung] = int(n)
+    return repeats
+
+
+def _measurements(args) -> Iterator[Measurement]:
+    if not args.interleaved:
+        yield from iter_benchmark(args.rungs, args.configs, args.steps, args.warmup,
+                                  args.infer_samples, args.memory, args.max_seconds)
+        return
+    repeats = _repeats(args.repeat)
+    for config_name in args.configs:
+        yield from time_interleaved(args.rungs, config_name, "train", args.steps, repeats,
+                                    args.warmup, args.max_seconds, settle=args.settle)
+        if args.infer_samples:
+            yield from time_interleaved(args.rungs, config_name, "infer", args.infer_samples,
+                                        repeats, warmup=1, max_seconds=args.max_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,38 +390,48 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("run", "compare"):
         from microgpt_lib.measure import regression  # it imports this module: import it late
         return regression.main(argv)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--rungs", nargs="+", default=["scalar"])
     parser.add_argument("--configs", nargs="+", default=["e16_L1_b16"])
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--infer-samples", type=int, default=0)
+    parser.add_argument("--steps", type=count, default=50)
+    parser.add_argument("--warmup", type=count_or_zero, default=5)
+    parser.add_argument("--infer-samples", type=count_or_zero, default=0)
     parser.add_argument("--memory", action="store_true", help="also measure memory (separate pass)")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per measurement")
+    parser.add_argument("--max-seconds", type=positive, default=60.0,
+                        help="time budget per measurement")
     parser.add_argument("--baseline", default="scalar")
     parser.add_argument("--json", help="save the results to this file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.add_argument("--interleaved", action="store_true",
                         help="alternate the rungs step by step (--steps rounds) instead of in turn")
     parser.add_argument("--repeat", nargs="*", default=[], metavar="RUNG=N",
                         help="with --interleaved: timed steps (or samples) per turn of a rung")
-    parser.add_argument("--settle", type=int, default=0,
+    parser.add_argument("--settle", type=count_or_zero, default=0,
                         help="with --interleaved: untimed steps at the start of every turn")
     args = parser.parse_args(argv)
-    if args.interleaved:
-        repeats = {rung: int(n) for rung, n in (item.rsplit("=", 1) for item in args.repeat)}
-        results = []
+    try:
+        for rung in args.rungs:
+            get_rung(rung)
         for config_name in args.configs:
-            results += time_interleaved(args.rungs, config_name, "train", args.steps, repeats,
-                                        args.warmup, args.max_seconds, settle=args.settle)
-            if args.infer_samples:
-                results += time_interleaved(args.rungs, config_name, "infer", args.infer_samples,
-                                            repeats, warmup=1, max_seconds=args.max_seconds)
-    else:
-        results = run_benchmark(args.rungs, args.configs, args.steps, args.warmup,
-                                args.infer_samples, args.memory, args.max_seconds)
-    print(format_table(results, args.baseline))
-    if args.json:
-        save_json(results, args.json)
+            GPTConfig.preset(config_name)
+        _repeats(args.repeat)
+        path = output_path(args.json, args.overwrite) if args.json else None
+    except (ValueError, ImportError, AttributeError) as err:
+        parser.error(str(err))
+    results, interrupted = [], False
+    try:
+        for measurement in _measurements(args):
+            results.append(measurement)
+    except KeyboardInterrupt:
+        interrupted = True
+    if results:
+        print(format_table(results, args.baseline))
+    if path is not None:
+        save_json(results, path, partial=interrupted, overwrite=args.overwrite)
+        print(f"saved {len(results)} measurements to {path}"
+              + (" (partial: interrupted)" if interrupted else ""))
+    if interrupted:
+        fail(PROG, f"interrupted after {len(results)} measurements", INTERRUPTED)
     return 0
 
 

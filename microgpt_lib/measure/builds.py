@@ -29,7 +29,7 @@ def build_copy(dest: Path, flags: dict[str, str]) -> Path:
     """
     (dest / "fastops").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "setup.py", dest)
-    for source in (ROOT / "fastops").glob("*.py*"):  # .py and .pyx
+    for source in (ROOT / "fastops").glob("*.p[yx]*"):  # .py, .pyx and the .pxi it includes
         shutil.copy(source, dest / "fastops")
     done = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-j", "2"],
                           cwd=dest, env={**os.environ, **flags}, capture_output=True, text=True)
@@ -43,11 +43,11 @@ def time_cython(configs: list[str], build: Path | None = None, isa: str = "auto"
     """Median ms per training step of the `cython` rung on each config, in a fresh process.
 
     build: a folder made by build_copy (None: the repository's build); isa: FASTOPS_ISA for it.
-    Matrix products run in fastops' own loops (the bench CLI does not register BLAS).
+    Matrix products run in fastops' own loops (FASTOPS_BLAS=0 in the subprocess).
     """
     path = [str(build)] if build is not None else []
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = {**os.environ, "FASTOPS_ISA": isa,
+    env = {**os.environ, "FASTOPS_ISA": isa, "FASTOPS_BLAS": "0",
            "PYTHONPATH": os.pathsep.join([*path, str(ROOT), *inherited])}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "times.json"

@@ -86,3 +86,26 @@ def tensor_op_gradient_error(
         error = np.abs(analytic - numeric) / np.maximum(1, np.abs(numeric))
         worst = max(worst, float(error.max()))
     return worst
+
+
+def backward_error(
+    forward: Callable[..., np.ndarray], backward: Callable[..., tuple[np.ndarray, ...]],
+    inputs: list[np.ndarray], seed: int = 0, eps: float = 1e-6,
+) -> float:
+    """Largest relative error of a hand-written backward against finite differences.
+
+    `forward(*inputs)` returns an array y; `backward(dy, *inputs)` returns the gradient of every
+    input, in order, for an upstream gradient dy. The scalar checked is sum(y * dy) with a fixed
+    random dy, as in `tensor_op_gradient_error`: the chapters' exercise checkers use it.
+    """
+    inputs = [np.array(x, dtype=np.float64) for x in inputs]
+    dy = np.random.default_rng(seed).standard_normal(np.shape(forward(*inputs)))
+    grads = backward(dy, *inputs)
+    if len(grads) != len(inputs):
+        raise ValueError(f"backward returned {len(grads)} gradients for {len(inputs)} inputs")
+    worst = 0.0
+    for x, grad in zip(inputs, grads):
+        numeric = array_finite_difference(lambda: float((forward(*inputs) * dy).sum()), x, eps)
+        error = np.abs(np.asarray(grad) - numeric) / np.maximum(1, np.abs(numeric))
+        worst = max(worst, float(error.max()))
+    return worst

@@ -2,7 +2,8 @@
 
 Chapter 3's argument in one number: the scalar rung makes one `Value` per multiply and add, the
 NumPy rungs one `Tensor` per array operation, so their cost per step is (nodes x cost per node).
-A rung from another chapter can take part by offering a `graph_nodes(tokens) -> int` method.
+Chapter 2's `python_fast` takes part through its `loss_graph` (vector nodes, counted as chapter 2
+counts them); a rung from another chapter can offer a `graph_nodes(tokens) -> int` method.
 """
 from __future__ import annotations
 
@@ -24,4 +25,7 @@ def graph_nodes(model: Rung, tokens: Sequence[int]) -> int | None:
     if isinstance(model, TensorRung):
         return len(tensor.topological_order(model.document_loss(tokens)))
     counter = getattr(model, "graph_nodes", None)
-    return counter(tokens) if callable(counter) else None
+    if callable(counter):
+        return counter(tokens)
+    loss_graph = getattr(model, "loss_graph", None)
+    return len(autograd.topological_order(loss_graph(tokens))) if callable(loss_graph) else None

@@ -18,6 +18,15 @@ offers exactly this:
   `next_token_probs(state, token_id, pos_id, temperature)`.
 - `parameters() -> params`: the current weights as nested lists of floats.
 
+The first three are written once, in `Rung` (`rungs/base.py`), so every rung answers bad input
+the same way: TypeError for token ids that are not integers (1.9, True, "a"), ValueError for a
+document of fewer than 2 tokens, ids outside the vocabulary or a learning rate that is negative
+or not finite; a rejected call changes neither the weights nor the optimiser's state. A step
+always uses the gradient of its own document only, and a loss that is not finite raises
+`microgpt_lib.numerics.TrainingDiverged`. A rung implements the hooks these call
+(`zero_grads`, `forward_backward`, `gradients`, `adam_step`, optionally a fused
+`forward_backward_step`). A model is not safe to share between threads.
+
 Two rungs started from the same parameters compute the same losses and gradients (to float
 rounding), and that is what the tests check. Rungs are registered by name below and imported
 lazily, so asking for one never imports another's dependencies.

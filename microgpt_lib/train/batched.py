@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from microgpt_lib.batches import EncodedDocs
 from microgpt_lib.flat_params import FlatParams
+from microgpt_lib.numerics import check_count, check_finite, check_lr, check_nonnegative
 from microgpt_lib.optim import FlatAdam
 from microgpt_lib.rungs.base import BatchedBackend
 from microgpt_lib.train.schedules import lr_at
@@ -61,6 +62,28 @@ class TrainSettings:
     seed: int = 0
     blas_threads: int | None = 1    # BLAS threads while training (None: leave as is)
     max_seconds: float | None = None  # stop early once the training clock passes this budget
+
+    def check(self) -> None:
+        """ValueError (or TypeError) for a setting no run can use, before anything is trained."""
+        check_count("num_steps", self.num_steps)
+        check_count("batch_size", self.batch_size)
+        check_lr(self.base_lr)
+        check_nonnegative("min_lr", self.min_lr)
+        check_count("warmup", self.warmup, minimum=0)
+        if self.decay not in ("cosine", "linear"):
+            raise ValueError(f"decay must be 'cosine' or 'linear', got {self.decay!r}")
+        if self.grad_clip is not None and not check_nonnegative("grad_clip", self.grad_clip) > 0:
+            raise ValueError("grad_clip must be > 0 (or None for no clipping)")
+        check_nonnegative("weight_decay", self.weight_decay)
+        check_count("eval_every", self.eval_every)
+        if self.eval_docs is not None:
+            check_count("eval_docs", self.eval_docs)
+        if self.order not in ("random", "sequential"):
+            raise ValueError(f"order must be 'random' or 'sequential', got {self.order!r}")
+        if self.blas_threads is not None:
+            check_count("blas_threads", self.blas_threads)
+        if self.max_seconds is not None:  # 0: one step, then stop
+            check_nonnegative("max_seconds", self.max_seconds)
 
 
 @dataclass
@@ -98,14 +121,16 @@ def train_batched(
 ) -> BatchedHistory:
     """Train `backend` with mini-batches; Ctrl-C stops after the current step and keeps history.
 
+    The settings are checked before anything runs; a non-finite loss or gradient norm raises
+    TrainingDiverged naming the step, before that step's update.
+
     The training clock counts forward, backward, clipping and Adam; validation runs off the clock.
     BLAS runs on `settings.blas_threads` threads (default 1): our matrices are small, so threads
     buy little, and on a busy machine their spin-waiting can make steps several times slower.
     `optimizer` defaults to FlatAdam; any object with `step(grads, lr)` will do.
     """
     s = settings
-    if s.order not in ("random", "sequential"):
-        raise ValueError(f"order must be 'random' or 'sequential', got {s.order!r}")
+    s.check()
     if optimizer is None:
         optimizer = FlatAdam(backend.params, s.weight_decay)
     rng = np.random.default_rng(s.seed)
@@ -133,6 +158,9 @@ def train_batched(
             backend.grads.data.fill(0.0)
             loss = backend.forward_backward(batch)
             norm = grad_norm(backend.grads)
+            # before the update, so the weights stay those of the last good step
+            check_finite("loss", loss, step + 1, lr)
+            check_finite("gradient norm", norm, step + 1, lr)
             if s.grad_clip is not None and norm > s.grad_clip:
                 backend.grads.data *= s.grad_clip / norm
             optimizer.step(backend.grads, lr)

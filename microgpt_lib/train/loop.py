@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from microgpt_lib.config import GPTConfig
 from microgpt_lib.data import load_docs
+from microgpt_lib.numerics import check_count, check_lr, check_nonnegative
 from microgpt_lib.optim import LEARNING_RATE
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs import get_rung
@@ -50,7 +51,15 @@ def train(
     """Train on docs[s % len(docs)] at step s with lr decaying linearly from base_lr to 0.
 
     With `max_seconds`, stop early once the steps' own times add up to more than that budget.
+    Bad settings raise before the first step; a diverging step raises TrainingDiverged (from
+    the rung), naming the step.
     """
+    check_count("num_steps", num_steps)
+    check_lr(base_lr)
+    if max_seconds is not None:
+        check_nonnegative("max_seconds", max_seconds)
+    if not docs:
+        raise ValueError("no documents to train on")
     history = TrainingHistory()
     bar = tqdm(total=num_steps, desc=f"train {model.name}", disable=not progress)
     elapsed_ms = 0.0

@@ -11,7 +11,7 @@ from microgpt_lib.config import GPTConfig
 from microgpt_lib.optim import BETA1, BETA2, EPS
 from microgpt_lib.params import Params
 from microgpt_lib.rungs.base import Rung
-from microgpt_lib.rungs.rung1_scalar.value import Value
+from microgpt_lib.rungs.rung1_scalar.value import Value, backward_iterative
 
 StateDict = dict[str, list[list[Value]]]
 
@@ -113,23 +113,22 @@ class ScalarGPT(Rung):
         """The document's mean loss as the root of its graph (forward only)."""
         return document_loss(tokens, self.state_dict, self.config)
 
-    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, list[list[float]]]]:
-        self.check_tokens(tokens)
+    def zero_grads(self) -> None:
         for p in self.params:
             p.grad = 0
-        loss = document_loss(tokens, self.state_dict, self.config)
-        loss.backward()
-        grads = {name: [[w.grad for w in row] for row in mat] for name, mat in self.state_dict.items()}
-        return loss.data, grads
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        self.check_tokens(tokens)
-        loss = document_loss(tokens, self.state_dict, self.config)
-        loss.backward()
-        self.step(lr)
+    def forward_backward(self, ids: list[int]) -> float:
+        loss = self.loss_graph(ids)
+        try:
+            loss.backward()
+        except RecursionError:  # a graph deeper than Python's recursion limit (larger presets):
+            backward_iterative(loss)  # the same order and gradients, sorted with a list as stack
         return loss.data
 
-    def step(self, lr: float) -> None:
+    def gradients(self) -> dict[str, list[list[float]]]:
+        return {name: [[w.grad for w in row] for row in mat] for name, mat in self.state_dict.items()}
+
+    def adam_step(self, lr: float) -> None:
         self.t += 1
         m, v = self.m, self.v
         for i, p in enumerate(self.params):

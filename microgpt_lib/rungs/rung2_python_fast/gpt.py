@@ -105,23 +105,19 @@ class PythonFastGPT(Rung):
         ]
         return mean(losses)
 
-    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, list[list[float]]]]:
-        self.check_tokens(tokens)
+    def zero_grads(self) -> None:
         for w in self.weights.values():
             w.zero_grad()
-        root = self.loss_graph(tokens)
-        backward(root)
-        grads = {name: [list(row) for row in w.grad_matrix()] for name, w in self.weights.items()}
-        return root.data, grads
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        self.check_tokens(tokens)
-        root = self.loss_graph(tokens)
+    def forward_backward(self, ids: list[int]) -> float:
+        root = self.loss_graph(ids)
         backward(root)
-        self.step(lr)
         return root.data
 
-    def step(self, lr: float) -> None:
+    def gradients(self) -> dict[str, list[list[float]]]:
+        return {name: [list(row) for row in w.grad_matrix()] for name, w in self.weights.items()}
+
+    def adam_step(self, lr: float) -> None:
         """Adam, one list comprehension per row and moment; then the gradients are cleared.
 
         lr m_hat / (sqrt(v_hat) + eps) is computed as m / (a sqrt(v) + b) with
@@ -132,7 +128,10 @@ class PythonFastGPT(Rung):
         self.t += 1
         c1, c2 = 1 - BETA1, 1 - BETA2
         bc1 = 1 - BETA1**self.t
-        a, b = bc1 / (lr * (1 - BETA2**self.t) ** 0.5), bc1 * EPS / lr
+        if lr == 0:  # the moments move, the weights do not (a and b below divide by lr)
+            a = b = math.inf
+        else:
+            a, b = bc1 / (lr * (1 - BETA2**self.t) ** 0.5), bc1 * EPS / lr
         b1, b2 = BETA1, BETA2
         for name, w in self.weights.items():
             data, grad, m, v = w.data, w.grad_matrix(), self.m[name], self.v[name]
@@ -143,7 +142,9 @@ class PythonFastGPT(Rung):
                 else:  # an unused row (a token or position not in this name): moments only decay
                     m_row = m[i] = [b1 * mi for mi in m[i]]
                     v_row = v[i] = [b2 * vi for vi in v[i]]
-                data[i] = [p - mi / (a * sqrt(vi) + b) for p, mi, vi in zip(data[i], m_row, v_row)]
+                if b != math.inf:
+                    data[i] = [p - mi / (a * sqrt(vi) + b)
+                               for p, mi, vi in zip(data[i], m_row, v_row)]
             w.invalidate()
             w.zero_grad()
 

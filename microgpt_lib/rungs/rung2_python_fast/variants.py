@@ -24,7 +24,12 @@ from microgpt_lib.config import GPTConfig
 from microgpt_lib.gc_pause import gc_paused
 from microgpt_lib.params import Params
 from microgpt_lib.rungs.rung1_scalar.gpt import ScalarGPT, StateDict
-from microgpt_lib.rungs.rung1_scalar.value import DerivedOps, Value, topological_order
+from microgpt_lib.rungs.rung1_scalar.value import (
+    DerivedOps,
+    Value,
+    backward_iterative,
+    topological_order,
+)
 from microgpt_lib.rungs.rung2_python_fast.gpt import PythonFastGPT
 from microgpt_lib.rungs.rung2_python_fast.nodes import Node, Vector, accumulate
 
@@ -54,14 +59,6 @@ def recursive_topological_order(root) -> list:
     return topo
 
 
-def backward_iterative(root: Value) -> None:
-    """Value.backward with the iterative topological sort: no nested function, so no cycle."""
-    root.grad = 1
-    for v in reversed(topological_order(root)):
-        for child, local_grad in zip(v._children, v._local_grads):
-            child.grad += local_grad * v.grad
-
-
 class ScalarKeepsLastGraphGPT(ScalarGPT):
     """`scalar` as Karpathy's script loop runs it: the module-level `loss` of one step keeps that
     step's graph alive until the next step's forward pass has built a new one."""
@@ -72,12 +69,10 @@ class ScalarKeepsLastGraphGPT(ScalarGPT):
         super().__init__(config, params)
         self.last_loss: Value | None = None
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        self.check_tokens(tokens)
-        loss = self.loss_graph(tokens)  # the previous graph is still alive while this one grows
+    def forward_backward(self, ids: list[int]) -> float:
+        loss = self.loss_graph(ids)  # the previous graph is still alive while this one grows
         self.last_loss = loss
         loss.backward()
-        self.step(lr)
         return loss.data
 
 
@@ -86,11 +81,9 @@ class ScalarIterativeGPT(ScalarGPT):
 
     name = "scalar_iterative"
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        self.check_tokens(tokens)
-        loss = self.loss_graph(tokens)
+    def forward_backward(self, ids: list[int]) -> float:
+        loss = self.loss_graph(ids)
         backward_iterative(loss)
-        self.step(lr)
         return loss.data
 
 
@@ -99,9 +92,9 @@ class ScalarGCPausedGPT(ScalarIterativeGPT):
 
     name = "scalar_gc_paused"
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
+    def forward_backward_step(self, ids: list[int], lr: float) -> float:
         with gc_paused():
-            return super().train_step(tokens, lr)
+            return super().forward_backward_step(ids, lr)
 
 
 # --- micrograd's node: a `_backward` closure per node instead of local gradients ------------
@@ -213,11 +206,9 @@ class ClosureGPT(ScalarIterativeGPT):
                            for name, mat in params.items()}
         self.params = [p for mat in self.state_dict.values() for row in mat for p in row]
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        self.check_tokens(tokens)
-        loss = self.loss_graph(tokens)
+    def forward_backward(self, ids: list[int]) -> float:
+        loss = self.loss_graph(ids)
         loss.backward()
-        self.step(lr)
         return loss.data
 
 

@@ -96,13 +96,15 @@ class TensorRung(Rung):
     def document_loss(self, tokens: Sequence[int]) -> Tensor:
         """The step's loss as the root of a fresh computation graph."""
 
-    def backward(self, tokens: Sequence[int]) -> float:
+    def zero_grads(self) -> None:
+        self.grads.data.fill(0.0)
+
+    def forward_backward(self, ids: list[int]) -> float:
         """Build one document's loss graph, backpropagate, gather the grads in the flat buffer."""
-        self.check_tokens(tokens)
         for p in self.state_dict.values():
             p.grad = None
         with gc_paused():  # the graph is acyclic: reference counting frees it
-            loss = self.document_loss(tokens)
+            loss = self.document_loss(ids)
             loss.backward()
             loss_value = float(loss.data)
             del loss  # frees the whole graph (reference counting) before collection resumes
@@ -110,16 +112,10 @@ class TensorRung(Rung):
             self.grads.views[name][...] = 0 if p.grad is None else p.grad
         return loss_value
 
-    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, np.ndarray]]:
-        loss = self.backward(tokens)
-        return loss, {name: view.copy() for name, view in self.grads.views.items()}
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: view.copy() for name, view in self.grads.views.items()}
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        loss = self.backward(tokens)
-        self.step(lr)
-        return loss
-
-    def step(self, lr: float) -> None:
+    def adam_step(self, lr: float) -> None:
         self.t += 1
         adam_update_numpy_preallocated(
             self.weights.data, self.grads.data, self.m.data, self.v.data, self.t, lr, self.adam_work

@@ -8,7 +8,6 @@ update is one pass over the flat buffers (`FlatAdam`), with no temporaries alloc
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,36 +74,13 @@ class ActivationCache:
     losses: np.ndarray | None = None   # (..., T) per-position cross-entropy
 
 
-def check_batch(
-    config: GPTConfig, tokens: np.ndarray, targets: np.ndarray, mask: np.ndarray | None
-) -> None:
-    """Raise ValueError for wrong shapes, sequences longer than block_size or ids outside vocab."""
-    if tokens.ndim not in (1, 2) or tokens.shape != targets.shape:
-        raise ValueError(f"tokens and targets must both be (T,) or (B, T), got "
-                         f"{tokens.shape} and {targets.shape}")
-    if not (np.issubdtype(tokens.dtype, np.integer) and np.issubdtype(targets.dtype, np.integer)):
-        raise ValueError(f"token ids must be integers, got {tokens.dtype} and {targets.dtype}")
-    T = tokens.shape[-1]
-    if not 1 <= T <= config.block_size:
-        raise ValueError(f"sequence length {T} is outside 1..block_size ({config.block_size})")
-    for name, ids in (("tokens", tokens), ("targets", targets)):
-        if ids.min() < 0 or ids.max() >= config.vocab_size:
-            raise ValueError(f"{name} hold ids outside the vocabulary 0..{config.vocab_size - 1}")
-    if mask is not None:
-        if mask.shape != tokens.shape:
-            raise ValueError(f"mask must have the tokens' shape {tokens.shape}, got {mask.shape}")
-        if np.any((mask != 0) & (mask != 1)) or np.any(np.diff(mask, axis=-1) > 0):
-            raise ValueError("mask rows must be ones then zeros (right padding only)")
-        if not mask.any():
-            raise ValueError("mask has no real position: nothing to predict")
-
-
 def gpt_forward(
     params: FlatParams, tokens: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None
 ) -> tuple[float, ActivationCache]:
     """Mean cross-entropy over real positions, and the activation cache for gpt_backward.
 
-    tokens, targets: (T,) or (B, T) int arrays (checked by the caller with check_batch);
+    tokens, targets: (T,) or (B, T) int arrays (checked by the caller: `Rung.check_tokens`,
+    `batches.check_batch`);
     mask: None or (B, T) of 1.0 (real) / 0.0 (padding), see layers.py.
     """
     cfg, w = params.config, params.views
@@ -177,32 +153,22 @@ class NumpyKernelsGPT(Rung):
         self.flat = FlatParams.from_params(config, params, dtype)
         self.grads = self.flat.zeros_like()
         self.adam = FlatAdam(self.flat)
-        self.grads_are_zero = True  # FlatAdam.step zeroes them; loss_and_grads leaves them set
 
-    def _forward_backward(self, tokens: Sequence[int]) -> float:
-        self.check_tokens(tokens)
-        ids = np.asarray(tokens, dtype=np.intp)
-        n = min(self.config.block_size, len(ids) - 1)
-        inputs, targets = ids[:n], ids[1 : n + 1]
-        if not self.grads_are_zero:
-            self.grads.data.fill(0.0)
-        self.grads_are_zero = False
-        loss, cache = gpt_forward(self.flat, inputs, targets)
+    def zero_grads(self) -> None:
+        self.grads.data.fill(0.0)
+
+    def forward_backward(self, ids: list[int]) -> float:
+        tokens = np.asarray(ids, dtype=np.intp)
+        n = min(self.config.block_size, len(tokens) - 1)
+        loss, cache = gpt_forward(self.flat, tokens[:n], tokens[1 : n + 1])
         gpt_backward(self.flat, self.grads, cache)
         return loss
 
-    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, np.ndarray]]:
-        loss = self._forward_backward(tokens)
-        return loss, {name: view.copy() for name, view in self.grads.views.items()}
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: view.copy() for name, view in self.grads.views.items()}
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        loss = self._forward_backward(tokens)
-        self.step(lr)
-        return loss
-
-    def step(self, lr: float) -> None:
-        self.adam.step(self.grads, lr)
-        self.grads_are_zero = True
+    def adam_step(self, lr: float) -> None:
+        self.adam.step(self.grads, lr)  # zeroes the gradients
 
     def start_sample(self) -> list[int]:
         return []  # the tokens so far: no KV cache, the whole prefix is recomputed

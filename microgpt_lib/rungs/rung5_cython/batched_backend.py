@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from microgpt_lib.batches import PaddedBatch, pack
+from microgpt_lib.batches import PaddedBatch, check_batch, pack
 from microgpt_lib.config import GPTConfig
 from microgpt_lib.flat_params import FlatParams
+from microgpt_lib.numerics import check_finite, check_lr
 from microgpt_lib.optim import BETA1, BETA2, EPS
 from microgpt_lib.params import Params
-from microgpt_lib.rungs.rung5_cython.model import FastopsModel, fastops  # explains a missing build
+from microgpt_lib.rungs.rung5_cython.model import (  # explains a missing build
+    FastopsModel,
+    check_adamw,
+    fastops,
+)
 
 
 class CythonBackend:
-    """Chapter 4's backend interface on fastops (float32 by default, one or more threads)."""
+    """Chapter 4's backend interface on fastops (float32 by default, one or more threads).
+
+    Every batch is checked by `check_batch` (the same check as the NumPy backend's) before
+    anything changes. Not safe to share between threads (see `FastopsModel`).
+    """
 
     name = "cython"
 
@@ -34,31 +43,39 @@ class CythonBackend:
 
     def forward_backward(self, batch: PaddedBatch) -> float:
         """Mean loss over the real tokens; its gradient is added into self.grads."""
-        return self.model.loss(*pack(batch))
+        return self.model.loss(*pack(check_batch(batch, self.config)))
 
     def loss(self, batch: PaddedBatch) -> float:
         """The same mean loss, forward only."""
-        return self.model.loss(*pack(batch), backward=False)
+        return self.model.loss(*pack(check_batch(batch, self.config)), backward=False)
 
     def train_step(self, batch: PaddedBatch, lr: float, betas: tuple[float, float] = (BETA1, BETA2),
                    eps: float = EPS, weight_decay: float = 0.0, clip_norm: float = 0.0) -> float:
-        """Forward, backward, clipping and AdamW on a padded batch in one fastops call."""
-        return self.model.train_step(*pack(batch), lr, betas, eps, weight_decay,
-                                     clip_norm)
+        """Forward, backward, clipping and AdamW on a padded batch in one fastops call.
+
+        TrainingDiverged if the loss is not finite (the update has been applied by then).
+        """
+        loss = self.model.train_step(*pack(check_batch(batch, self.config)), lr, betas, eps,
+                                     weight_decay, clip_norm)
+        return check_finite("loss", loss, self.model.t, lr)
 
 
 class FastopsAdam:
-    """An optimiser for chapter 4's trainer (`step(grads, lr)`): Adam as one C loop; grads <- 0."""
+    """An optimiser for chapter 4's trainer (`step(grads, lr)`): Adam as one C loop; grads <- 0.
+
+    Not safe to share between threads (it updates its moments in place).
+    """
 
     def __init__(self, params: FlatParams, betas: tuple[float, float] = (BETA1, BETA2),
                  eps: float = EPS, weight_decay: float = 0.0) -> None:
-        self.params, self.betas, self.eps, self.weight_decay = params, betas, eps, weight_decay
+        self.betas, self.eps, self.weight_decay, _ = check_adamw(betas, eps, weight_decay, 0.0)
+        self.params = params
         self.m = np.zeros_like(params.data)
         self.v = np.zeros_like(params.data)
         self.t = 0
 
     def step(self, grads: FlatParams, lr: float) -> None:
+        fastops.adamw_update(self.params.data, grads.data, self.m, self.v, self.t + 1,
+                             check_lr(lr), *self.betas, self.eps, self.weight_decay)
         self.t += 1
-        fastops.adamw_update(self.params.data, grads.data, self.m, self.v, self.t, lr,
-                             *self.betas, self.eps, self.weight_decay)
         grads.data.fill(0.0)

@@ -5,7 +5,6 @@ batched trainer's backend is in `batched_backend.py`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,20 +24,24 @@ class CythonGPT(Rung):
         super().__init__(config, params)
         self.model = FastopsModel(config, params, dtype)
 
-    def _packed(self, tokens: Sequence[int]) -> Packed:
-        self.check_tokens(tokens)
-        return pack_sequences([tokens], self.config.block_size)
+    def _packed(self, ids: list[int]) -> Packed:
+        return pack_sequences([ids], self.config.block_size)
 
-    def loss_and_grads(self, tokens: Sequence[int]) -> tuple[float, dict[str, np.ndarray]]:
+    def zero_grads(self) -> None:
         self.model.grads.data[...] = 0
-        loss = self.model.loss(*self._packed(tokens))
-        return loss, {name: view.copy() for name, view in self.model.grads.views.items()}
 
-    def step(self, lr: float) -> None:
+    def forward_backward(self, ids: list[int]) -> float:
+        return self.model.loss(*self._packed(ids))
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: view.copy() for name, view in self.model.grads.views.items()}
+
+    def adam_step(self, lr: float) -> None:
         self.model.step(lr)
 
-    def train_step(self, tokens: Sequence[int], lr: float) -> float:
-        return self.model.train_step(*self._packed(tokens), lr)
+    def forward_backward_step(self, ids: list[int], lr: float) -> float:
+        """Forward, backward and Adam in one fastops call (fastops zeroes the gradients first)."""
+        return self.model.train_step(*self._packed(ids), lr)
 
     def start_sample(self) -> list[int]:
         return []  # the tokens so far: each step runs the forward over the whole prefix
