@@ -59,7 +59,7 @@ else:
         compile_args.append("-fopenmp-simd")  # the simd pragmas need no runtime
 
 # (module, flags placed before compile_args, so that FASTOPS_NATIVE's -march=native wins)
-modules = [("_gpt", []), ("_bpe", [])]
+modules = [("_gpt", []), ("_bpe", []), ("_stream", [])]
 V3 = ["-march=x86-64-v3"]
 if platform.machine().lower() in ("x86_64", "amd64") and compiler_accepts(V3, runtime=False):
     modules.append(("_gpt_v3", V3))  # _gpt_v3.pyx includes _gpt.pyx

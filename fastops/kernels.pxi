@@ -24,39 +24,26 @@ cdef double RMS_EPS = 1e-5
 
 cdef extern from *:
     """
-    #define FASTOPS_DOT4(T, NAME) \\
-    static inline void NAME(const T* x0, const T* x1, const T* x2, const T* x3, const T* w, \\
-                            Py_ssize_t n, T* out) { \\
-        T s0 = 0, s1 = 0, s2 = 0, s3 = 0; \\
-        _Pragma("omp simd reduction(+:s0,s1,s2,s3)") \\
-        for (Py_ssize_t i = 0; i < n; i++) { \\
-            s0 += x0[i] * w[i]; s1 += x1[i] * w[i]; s2 += x2[i] * w[i]; s3 += x3[i] * w[i]; \\
-        } \\
-        out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3; \\
-    } \\
-    static inline T NAME##_1(const T* x, const T* w, Py_ssize_t n) { \\
+    #define FASTOPS_DOT(T, NAME) \\
+    static inline T NAME(const T* x, const T* w, Py_ssize_t n) { \\
         T s = 0; \\
         _Pragma("omp simd reduction(+:s)") \\
         for (Py_ssize_t i = 0; i < n; i++) s += x[i] * w[i]; \\
         return s; \\
     }
-    FASTOPS_DOT4(float, fastops_sdot4)
-    FASTOPS_DOT4(double, fastops_ddot4)
+    FASTOPS_DOT(float, fastops_sdot)
+    FASTOPS_DOT(double, fastops_ddot)
     """
-    void fastops_sdot4(const float*, const float*, const float*, const float*, const float*,
-                       Py_ssize_t, float*) noexcept nogil
-    void fastops_ddot4(const double*, const double*, const double*, const double*,
-                       const double*, Py_ssize_t, double*) noexcept nogil
-    float fastops_sdot4_1(const float*, const float*, Py_ssize_t) noexcept nogil
-    double fastops_ddot4_1(const double*, const double*, Py_ssize_t) noexcept nogil
+    float fastops_sdot(const float*, const float*, Py_ssize_t) noexcept nogil
+    double fastops_ddot(const double*, const double*, Py_ssize_t) noexcept nogil
 
 
 cdef inline real _dot(const real* x, const real* y, Py_ssize_t n) noexcept nogil:
     """x . y with a vectorised (reordered) sum."""
     if real is float:
-        return fastops_sdot4_1(x, y, n)
+        return fastops_sdot(x, y, n)
     else:
-        return fastops_ddot4_1(x, y, n)
+        return fastops_ddot(x, y, n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,14 +119,147 @@ cdef void rmsnorm_backward(real* dx,          # (N, C), added to
 # ----------------------------------------------------------------------------------------------
 # matmul: out = inp @ weight^T, the one primitive of every linear layer (no biases in this GPT).
 # The backward needs general products out (M, Nn) (+)= A (M, K) @ B (K, Nn): _gemm_loops.
+#
+# Small products in registers (the sizes of one name per step, where BLAS' set-up costs more
+# than it saves). A vector register holds 4 doubles or 8 floats with AVX2, 2 or 4 with SSE2
+# (GCC's portable `vector_size` type, as wide as the build's registers). Both kernels keep
+# a 4 x 8 block of the output in registers while the sum runs, so every number loaded feeds
+# several multiply-adds and the block is written once, at the end. (The roofline of chapter 6
+# found these products far under the peak when each output was a separate dot product.)
 
-cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
-                            const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
-                            Py_ssize_t Nn) noexcept nogil:
+cdef extern from *:
+    """
+    /* The widest vector the build may use: 32 bytes with AVX (x86-64-v3 and up), else 16 (SSE2,
+       NEON); a wider generic vector than the target has would be emulated, slowly. */
+    #if defined(__AVX__)
+    #define FASTOPS_VEC_BYTES 32
+    #else
+    #define FASTOPS_VEC_BYTES 16
+    #endif
+    #define FASTOPS_SMALL_PRODUCTS(T, NAME) \\
+    /* out rows m0..m1-1 (Nn columns) += A @ B; A's (m, k) at a[m*sam + k*sak], B is (K, Nn).  \\
+       The sums over k run in order, as plain loops add them. */                              \\
+    static void NAME##_gemm_rows(T* out, const T* a, Py_ssize_t sam, Py_ssize_t sak,         \\
+                                 const T* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,      \\
+                                 Py_ssize_t Nn) {                                             \\
+        typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                        \\
+        enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES };                       \\
+        for (Py_ssize_t m = m0; m < m1; m += 4) {                                             \\
+            int nm = m1 - m < 4 ? (int)(m1 - m) : 4;                                          \\
+            Py_ssize_t j = 0;                                                                 \\
+            for (; j + 8 <= Nn; j += 8) {                                                     \\
+                vec acc[4][NV];                                                               \\
+                for (int i = 0; i < 4; i++)                                                   \\
+                    for (int v = 0; v < NV; v++) {                                            \\
+                        if (i < nm)                                                           \\
+                            __builtin_memcpy(&acc[i][v], out + (m + i) * Nn + j + v * LANES,  \\
+                                             sizeof(vec));                                    \\
+                        else                                                                  \\
+                            acc[i][v] = (vec){0};                                             \\
+                    }                                                                         \\
+                for (Py_ssize_t k = 0; k < K; k++) {                                          \\
+                    vec bv[NV];                                                               \\
+                    for (int v = 0; v < NV; v++)                                              \\
+                        __builtin_memcpy(&bv[v], b + k * Nn + j + v * LANES, sizeof(vec));    \\
+                    for (int i = 0; i < 4; i++) {                                             \\
+                        T ai = a[(m + (i < nm ? i : 0)) * sam + k * sak];                     \\
+                        for (int v = 0; v < NV; v++) acc[i][v] += ai * bv[v];                 \\
+                    }                                                                         \\
+                }                                                                             \\
+                for (int i = 0; i < nm; i++)                                                  \\
+                    for (int v = 0; v < NV; v++)                                              \\
+                        __builtin_memcpy(out + (m + i) * Nn + j + v * LANES, &acc[i][v],      \\
+                                         sizeof(vec));                                        \\
+            }                                                                                 \\
+            for (int i = 0; i < nm; i++)  /* the last Nn % 8 columns */                       \\
+                for (Py_ssize_t jj = j; jj < Nn; jj++) {                                      \\
+                    T s = out[(m + i) * Nn + jj];                                             \\
+                    for (Py_ssize_t k = 0; k < K; k++)                                        \\
+                        s += a[(m + i) * sam + k * sak] * b[k * Nn + jj];                     \\
+                    out[(m + i) * Nn + jj] = s;                                               \\
+                }                                                                             \\
+        }                                                                                     \\
+    }                                                                                         \\
+    /* Columns o0..o1-1 of out (N, OC) = inp (N, C) @ weight (OC, C)^T. Tokens go 8 at a time: \\
+       their inputs are transposed into xt (KB x 8, on the stack), so that weight[o, k]       \\
+       multiplies a vector of 8 tokens, for 4 outputs o at once: no sums across a register.   \\
+       C is cut into slabs of KB; after the first, partial sums are added to out. */          \\
+    static void NAME##_matmul_forward_cols(T* out, const T* inp, const T* weight,            \\
+                                           Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1,        \\
+                                           Py_ssize_t C, Py_ssize_t OC) {                     \\
+        typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                        \\
+        enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES, KB = 512 };             \\
+        T xt[KB * 8];                                                                         \\
+        T res[4][8];                                                                          \\
+        for (Py_ssize_t t0 = 0; t0 < N; t0 += 8) {                                            \\
+            Py_ssize_t nt = N - t0 < 8 ? N - t0 : 8;                                          \\
+            for (Py_ssize_t k0 = 0; k0 < C; k0 += KB) {                                       \\
+                Py_ssize_t kn = C - k0 < KB ? C - k0 : KB;                                    \\
+                for (Py_ssize_t k = 0; k < kn; k++)                                           \\
+                    for (Py_ssize_t t = 0; t < 8; t++)                                        \\
+                        xt[k * 8 + t] = t < nt ? inp[(t0 + t) * C + k0 + k] : (T)0;           \\
+                for (Py_ssize_t o = o0; o < o1; o += 4) {                                     \\
+                    int no = o1 - o < 4 ? (int)(o1 - o) : 4;                                  \\
+                    const T* wr[4];                                                           \\
+                    vec acc[4][NV];                                                           \\
+                    for (int i = 0; i < 4; i++) {                                             \\
+                        wr[i] = weight + (o + (i < no ? i : 0)) * C + k0;                     \\
+                        for (int v = 0; v < NV; v++) acc[i][v] = (vec){0};                    \\
+                    }                                                                         \\
+                    for (Py_ssize_t k = 0; k < kn; k++) {                                     \\
+                        vec xv[NV];                                                           \\
+                        for (int v = 0; v < NV; v++)                                          \\
+                            __builtin_memcpy(&xv[v], xt + k * 8 + v * LANES, sizeof(vec));    \\
+                        for (int i = 0; i < 4; i++) {                                         \\
+                            T w = wr[i][k];                                                   \\
+                            for (int v = 0; v < NV; v++) acc[i][v] += w * xv[v];              \\
+                        }                                                                     \\
+                    }                                                                         \\
+                    for (int i = 0; i < 4; i++) __builtin_memcpy(res[i], acc[i], sizeof(acc[i])); \\
+                    for (Py_ssize_t t = 0; t < nt; t++)                                       \\
+                        for (int i = 0; i < no; i++)                                          \\
+                            out[(t0 + t) * OC + o + i] =                                      \\
+                                k0 ? out[(t0 + t) * OC + o + i] + res[i][t] : res[i][t];      \\
+                }                                                                             \\
+            }                                                                                 \\
+        }                                                                                     \\
+    }
+    FASTOPS_SMALL_PRODUCTS(float, fastops_s)
+    FASTOPS_SMALL_PRODUCTS(double, fastops_d)
+    """
+    void fastops_s_gemm_rows(float*, const float*, Py_ssize_t, Py_ssize_t, const float*,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+    void fastops_d_gemm_rows(double*, const double*, Py_ssize_t, Py_ssize_t, const double*,
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+    void fastops_s_matmul_forward_cols(float*, const float*, const float*, Py_ssize_t,
+                                       Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                       Py_ssize_t) noexcept nogil
+    void fastops_d_matmul_forward_cols(double*, const double*, const double*, Py_ssize_t,
+                                       Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                       Py_ssize_t) noexcept nogil
+
+
+cdef inline void _gemm_rows_blocked(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
+                                    const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
+                                    Py_ssize_t Nn) noexcept nogil:
+    """Rows m0..m1 of out += A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
+    dW = dout^T @ x use this loop too), in blocks of 4 rows x 8 columns held in registers. B is
+    read in strips of 8 columns: best when B is small and already in cache (dW's B is the
+    layer's input)."""
+    if real is float:
+        fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
+    else:
+        fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
+
+
+cdef inline void _gemm_rows_streaming(real* out, const real* a, Py_ssize_t sam,
+                                      Py_ssize_t sak, const real* b, Py_ssize_t m0,
+                                      Py_ssize_t m1, Py_ssize_t K, Py_ssize_t Nn) noexcept nogil:
     """Rows m0..m1 of out += A @ B; four rows at a time so each row of B is loaded once for four.
 
-    A's element (m, k) is a[m*sam + k*sak] (strides let dW = dout^T @ x reuse this loop); the inner
-    loop is an axpy over a contiguous row, which the compiler vectorises without reordering sums.
+    The inner loop is an axpy over a whole contiguous row of B, which the compiler vectorises
+    without reordering sums: B streams through in memory order, which suits a large B that
+    comes from L3 or DRAM (dx = dout @ weight), where the register blocks' column strips stall.
     """
     cdef Py_ssize_t m, k, j, r
     cdef real a0, a1, a2, a3, bj
@@ -178,58 +298,48 @@ cdef inline void _gemm_rows(real* out, const real* a, Py_ssize_t sam, Py_ssize_t
 
 
 cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
-                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate,
+                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate, bint blocked,
                       int nthreads) noexcept nogil:
-    """out (M, Nn) (+)= A @ B with hand-written loops; blocks of 4 rows shared among threads."""
+    """out (M, Nn) (+)= A @ B with hand-written loops, in register blocks (`blocked`, for a small
+    B) or streaming B row by row; blocks of 4 rows shared among threads."""
     cdef Py_ssize_t blk, nblk = (M + 3) // 4
     if not accumulate:
         memset(out, 0, M * Nn * sizeof(real))
     if nthreads > 1 and M * K * Nn >= _parallel_min_flops and nblk > 1:
         for blk in prange(nblk, num_threads=nthreads, schedule="static"):
-            _gemm_rows(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+            if blocked:
+                _gemm_rows_blocked(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+            else:
+                _gemm_rows_streaming(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+    elif blocked:
+        _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn)
     else:
-        _gemm_rows(out, a, sam, sak, b, 0, M, K, Nn)
+        _gemm_rows_streaming(out, a, sam, sak, b, 0, M, K, Nn)
+
+
+cdef enum:
+    FORWARD_BLAS_MIN_TOKENS = 32
 
 
 cdef inline void _matmul_forward_cols(real* out, const real* inp, const real* weight,
                                       Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C,
                                       Py_ssize_t OC) noexcept nogil:
-    """Columns o0..o1 of out = inp @ weight^T. Each row of weight is read once, from memory, and
-    meets every row of inp (which stays in cache) four rows at a time."""
-    cdef Py_ssize_t t, o
-    cdef real acc[4]
-    cdef const real* wr
-    for o in range(o0, o1):
-        wr = weight + o * C
-        t = 0
-        while t + 4 <= N:
-            if real is float:
-                fastops_sdot4(inp + t * C, inp + (t + 1) * C, inp + (t + 2) * C,
-                              inp + (t + 3) * C, wr, C, acc)
-            else:
-                fastops_ddot4(inp + t * C, inp + (t + 1) * C, inp + (t + 2) * C,
-                              inp + (t + 3) * C, wr, C, acc)
-            out[t * OC + o] = acc[0]
-            out[(t + 1) * OC + o] = acc[1]
-            out[(t + 2) * OC + o] = acc[2]
-            out[(t + 3) * OC + o] = acc[3]
-            t += 4
-        while t < N:
-            if real is float:
-                out[t * OC + o] = fastops_sdot4_1(inp + t * C, wr, C)
-            else:
-                out[t * OC + o] = fastops_ddot4_1(inp + t * C, wr, C)
-            t += 1
+    """Columns o0..o1 of out = inp @ weight^T: 8 tokens x 4 outputs at a time, in registers."""
+    if real is float:
+        fastops_s_matmul_forward_cols(out, inp, weight, N, o0, o1, C, OC)
+    else:
+        fastops_d_matmul_forward_cols(out, inp, weight, N, o0, o1, C, OC)
 
 
 cdef void matmul_forward(real* out,           # (N, OC)
                          const real* inp,     # (N, C)
                          const real* weight,  # (OC, C), PyTorch's (out, in) order
                          Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, int nthreads) noexcept nogil:
-    """out = inp @ weight^T: BLAS when large enough, else our loops.
-    With threads, each thread makes its own BLAS call on a slab of rows (BLAS on one thread)."""
+    """out = inp @ weight^T: BLAS when large enough, else our loops. Our loops hold 8 tokens in
+    registers and beat BLAS below FORWARD_BLAS_MIN_TOKENS tokens, whatever the widths (measured
+    in chapter 6). With threads, each thread makes its own BLAS call on a slab of rows."""
     cdef Py_ssize_t blk, nblk = (OC + 15) // 16, r0, r1, part
-    if _use_blas(out, N, C, OC):
+    if N >= FORWARD_BLAS_MIN_TOKENS and _use_blas(out, N, C, OC):
         if nthreads > 1 and N >= 8 * nthreads and N * C * OC >= _parallel_min_flops:
             part = (N + nthreads - 1) // nthreads
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
@@ -275,8 +385,8 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
             _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, 1.0, dweight, C)
             _blas(NO_TRANS, NO_TRANS, N, C, OC, dout, OC, weight, C, beta, dinp, C)
         return
-    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, nthreads)
-    _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, nthreads)
+    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, True, nthreads)
+    _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, False, nthreads)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ CLI: `python -m microgpt_lib.measure.bench --rungs scalar python_fast --configs 
 (add `--interleaved` to alternate the rungs step by step, see `time_interleaved`). A bad flag is
 a one-line error (exit code 2); the --json path is checked before timing starts and an existing
 file is replaced only with `--overwrite`; Ctrl-C saves what was measured, marked partial (exit 130).
+Its `run` and `compare OLD NEW` commands save results and detect regressions
+(`microgpt_lib.measure.regression`).
 """
 from __future__ import annotations
 
@@ -381,8 +383,13 @@ def _measurements(args) -> Iterator[Measurement]:
                                         repeats, warmup=1, max_seconds=args.max_seconds)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: time any set of rungs and configs, print the table, optionally save JSON."""
+def main(argv: list[str] | None = None) -> int:
+    """Command line: time any set of rungs and configs, print the table, optionally save JSON;
+    `run ...` and `compare OLD NEW ...` go to the regression tracker (exit status 1: regression)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("run", "compare"):
+        from microgpt_lib.measure import regression  # it imports this module: import it late
+        return regression.main(argv)
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--rungs", nargs="+", default=["scalar"])
     parser.add_argument("--configs", nargs="+", default=["e16_L1_b16"])
@@ -425,7 +432,8 @@ def main(argv: list[str] | None = None) -> None:
               + (" (partial: interrupted)" if interrupted else ""))
     if interrupted:
         fail(PROG, f"interrupted after {len(results)} measurements", INTERRUPTED)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
