@@ -26,7 +26,8 @@ from microgpt_lib.command_line import (INTERRUPTED, USAGE_ERROR, Parser, count, 
 from microgpt_lib.rungs import available_rungs, get_rung
 from microgpt_lib.scenarios import ScenarioError, available_scenarios, load_scenario, prepare
 from microgpt_lib.tokenizers import TokenError
-from microgpt_lib.train.text_run import BACKENDS, DTYPES, RunSettings, TextRun, sample_text
+from microgpt_lib.train.text_run import BACKENDS, DTYPES, RunSettings, TextRun
+from microgpt_lib.train.text_sampling import sample_text
 
 
 

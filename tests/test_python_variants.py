@@ -10,13 +10,9 @@ import pytest
 from microgpt_lib import GPTConfig, get_rung, init_params
 from microgpt_lib.data import names_corpus
 from microgpt_lib.gc_pause import gc_paused
-from microgpt_lib.measure.bench import (
-    count_graph_nodes,
-    gc_profile_training,
-    main,
-    time_inference,
-)
+from microgpt_lib.measure.bench import count_graph_nodes, main, time_inference
 from microgpt_lib.measure.bench import time_interleaved as bench_interleaved
+from microgpt_lib.measure.gc_profile import gc_profile_training
 from microgpt_lib.measure.gc_stats import GCRecorder
 from microgpt_lib.rungs.rung1_scalar.value import Value, topological_order
 from microgpt_lib.rungs.rung2_python_fast import variants as pv

@@ -8,7 +8,8 @@ from microgpt_lib.checkpoint import CheckpointError, load_checkpoint
 from microgpt_lib.params import init_params
 from microgpt_lib.rungs import load_rung
 from microgpt_lib.scenarios import Scenario, prepare
-from microgpt_lib.train.text_run import RunSettings, TextRun, TextTrainer, batches_of, make_backend
+from microgpt_lib.train.text_data import batches_of
+from microgpt_lib.train.text_run import RunSettings, TextRun, TextTrainer, make_backend
 
 TEXT = ("Alice was beginning to get very tired of sitting by her sister on the bank, and of "
         "having nothing to do: once or twice she had peeped into the book her sister was "

@@ -11,7 +11,8 @@ from IPython.display import display
 from microgpt_lib.notebook.plots import moving_average
 from microgpt_lib.rungs.base import Rung
 from microgpt_lib.scenarios import Scenario
-from microgpt_lib.train.text_run import RunHistory, sample_text
+from microgpt_lib.train.text_run import RunHistory
+from microgpt_lib.train.text_sampling import sample_text
 
 
 def plot_run(history: RunHistory, title: str = "", grad_clip: float | None = None):

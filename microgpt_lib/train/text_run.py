@@ -27,15 +27,16 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from microgpt_lib.batches import EncodedDocs, PaddedBatch, random_windows
+from microgpt_lib.batches import PaddedBatch
 from microgpt_lib.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from microgpt_lib.checkpoint import tokenizer_to_json
 from microgpt_lib.config import GPTConfig
 from microgpt_lib.flat_params import FlatParams
 from microgpt_lib.optim import FlatAdam
 from microgpt_lib.params import Params, init_params
-from microgpt_lib.rungs.base import BatchedBackend, Rung
-from microgpt_lib.scenarios import Scenario, ScenarioData
+from microgpt_lib.rungs.base import BatchedBackend
+from microgpt_lib.scenarios import ScenarioData
+from microgpt_lib.train.text_data import DocumentBatches, WindowBatches, batches_of
 from microgpt_lib.train.batched import grad_norm
 from microgpt_lib.train.schedules import lr_at
 
@@ -100,49 +101,6 @@ class RunHistory:
     val_steps: list[int] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
     val_bits_per_byte: list[float] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# batches: documents or windows of a continuous text
-
-class DocumentBatches:
-    """Random documents per step (with replacement); validation over every held-out document."""
-
-    def __init__(self, train: EncodedDocs, val: EncodedDocs) -> None:
-        self.train, self.val = train, val
-
-    def draw(self, rng: np.random.Generator, rows: int, parts: int) -> list[PaddedBatch]:
-        index = rng.integers(0, len(self.train), rows)
-        return [self.train.batch(part) for part in np.split(index, parts)]
-
-    def validation(self) -> Iterator[PaddedBatch]:
-        return self.val.batches(128)
-
-
-class WindowBatches:
-    """Random windows of block_size tokens per step; validation over consecutive windows."""
-
-    def __init__(self, train: np.ndarray, val: np.ndarray, block_size: int) -> None:
-        self.train, self.val, self.block_size = train, val, block_size
-
-    def draw(self, rng: np.random.Generator, rows: int, parts: int) -> list[PaddedBatch]:
-        x, y = random_windows(self.train, rows, self.block_size, rng)
-        return [PaddedBatch.from_windows(a, b) for a, b in zip(np.split(x, parts), np.split(y, parts))]
-
-    def validation(self) -> Iterator[PaddedBatch]:
-        T = self.block_size
-        n = (len(self.val) - 1) // T
-        x = self.val[: n * T].reshape(n, T)
-        y = self.val[1 : n * T + 1].reshape(n, T)
-        for start in range(0, n, 64):
-            yield PaddedBatch.from_windows(x[start : start + 64], y[start : start + 64])
-
-
-def batches_of(data: ScenarioData) -> DocumentBatches | WindowBatches:
-    """The batch source of a prepared scenario."""
-    if data.train_docs is not None:
-        return DocumentBatches(data.train_docs, data.val_docs)
-    return WindowBatches(data.train_ids, data.val_ids, data.config.block_size)
 
 
 def make_backend(name: str, config: GPTConfig, params: Params, dtype: str) -> BatchedBackend:
@@ -422,37 +380,3 @@ class TextRun:
         if outcome != "done":
             self.save()
         return outcome
-
-
-# ---------------------------------------------------------------------------------------------
-# sampling text
-
-def sample_text(model: Rung, scenario: Scenario, tokenizer: Any, prompt: str | None = None,
-                num_samples: int = 1, temperature: float = 0.8, top_k: int | None = None,
-                stop_at_bos: bool = True, max_tokens: int | None = None,
-                max_chars: int | None = None, seed: int | None = None) -> list[str]:
-    """Samples as text, each the prompt and its continuation, from any rung of a scenario.
-
-    prompt None samples from the start (BOS), which a continuous-text scenario cannot do; an
-    empty prompt is refused rather than read as "no prompt". max_chars (prompt included)
-    chains the sample past the context with a sliding window; without it max_tokens caps the
-    new tokens (None: fill the context once). A BOS kept with stop_at_bos=False adds no text.
-    """
-    if prompt == "":
-        raise ValueError("the prompt is empty; give no prompt to sample from the start")
-    if prompt is None and not scenario.bos_first:
-        raise ValueError(f"scenario {scenario.name!r} trains on continuous text without BOS: "
-                         "give a prompt")
-    prompt = prompt or ""
-    ids = tokenizer.encode(prompt)
-    if max_chars is not None:
-        if max_chars <= len(prompt):
-            raise ValueError(f"max_chars {max_chars} leaves no room after the prompt of "
-                             f"{len(prompt)} characters")
-        max_tokens = max_chars - len(prompt)  # a character is at least one token
-    samples = model.generate(num_samples, temperature, seed=seed, prompt=ids,
-                             bos_first=scenario.bos_first, top_k=top_k,
-                             stop_at_bos=stop_at_bos, max_new_tokens=max_tokens)
-    # errors="replace": a byte-level sample may end in the middle of a character
-    texts = [prompt + tokenizer.decode(sample, errors="replace") for sample in samples]
-    return [text[:max_chars] for text in texts] if max_chars is not None else texts
