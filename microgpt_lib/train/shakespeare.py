@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,13 +169,22 @@ def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: 
     return run
 
 
+def sample_tokens(model: FastopsModel, ids: list[int], temperature: float,
+                  rng: np.random.Generator) -> Iterator[int]:
+    """Tokens drawn one by one after `ids` (extended in place), each from
+    softmax(logits / temperature) given the last block_size tokens: a sliding window."""
+    while True:
+        logits = model.next_token_logits(ids[-model.config.block_size:]).astype(np.float64)
+        p = np.exp((logits - logits.max()) / temperature)
+        ids.append(int(rng.choice(len(p), p=p / p.sum())))
+        yield ids[-1]
+
+
 def sample_chars(model: FastopsModel, text: CharText, n_chars: int, temperature: float = 0.8,
                  seed: int = 0) -> str:
     """`n_chars` characters sampled from `model` at `temperature`, starting from a newline."""
-    rng = np.random.default_rng(seed)
     ids = [text.chars.index("\n")]
+    tokens = sample_tokens(model, ids, temperature, np.random.default_rng(seed))
     for _ in range(n_chars):
-        logits = model.next_token_logits(ids[-model.config.block_size:]) / temperature
-        p = np.exp(logits - logits.max())
-        ids.append(int(rng.choice(len(p), p=p / p.sum())))
+        next(tokens)
     return text.decode(ids)

@@ -21,7 +21,7 @@ from microgpt_lib.data import load_text
 from microgpt_lib.rungs.rung5_cython.model import FastopsModel
 from microgpt_lib.tokenizers import GPT2_SPLIT, CharacterTokenizer, Tokenizer, WordTokenizer
 from microgpt_lib.tokenizers import train_bpe
-from microgpt_lib.train.shakespeare import IdsRun, Recipe, train_gpt_on_ids
+from microgpt_lib.train.shakespeare import IdsRun, Recipe, sample_tokens, train_gpt_on_ids
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,12 @@ def heldout_nats(model: FastopsModel, ids: np.ndarray, windows_per_call: int = 3
 def sample_text(model: FastopsModel, tok: Tokenizer, n_chars: int, prompt: str = "\n",
                 temperature: float = 0.8, seed: int = 0) -> str:
     """n_chars characters generated after `prompt` (tokens drawn at `temperature`)."""
-    rng = np.random.default_rng(seed)
     ids = tok.encode(prompt)
     start = len(ids)
+    tokens = sample_tokens(model, ids, temperature, np.random.default_rng(seed))
     text = ""
     while len(text) < n_chars:
-        logits = model.next_token_logits(ids[-model.config.block_size:]).astype(np.float64)
-        p = np.exp((logits - logits.max()) / temperature)
-        ids.append(int(rng.choice(len(p), p=p / p.sum())))
+        next(tokens)
         text = tok.decode(ids[start:], errors="replace")
     return text[:n_chars]
 
