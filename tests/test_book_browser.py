@@ -14,6 +14,7 @@ import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlsplit
 
+import nbformat
 import pytest
 import yaml
 from chromium import Chromium, DevToolsError, find_chromium
@@ -198,10 +200,34 @@ class QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def stage_executed_book(executed: dict[Path, dict], into: Path) -> Path | None:
+    """A copy of the book's sources whose chapters are the notebooks nbmake ran in this session
+    (with their outputs) and whose configuration says not to execute them again; None unless
+    every notebook of the book has been run."""
+    chapters = [ROOT / f"{page}.ipynb" for page in toc_pages()
+                if (ROOT / f"{page}.ipynb").exists()]
+    if not chapters or not all(path.resolve() in executed for path in chapters):
+        return None
+    for name in ("_toc.yml", "book"):
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy2
+        copy(source, into / name)
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    (into / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in chapters:
+        target = into / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(executed[path.resolve()], target)
+    return into
+
+
 @pytest.fixture(scope="module")
-def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built_book(tmp_path_factory: pytest.TempPathFactory, executed_notebooks) -> Path:
     """The book built in short mode with `make book`'s flags; returns its html folder.
 
+    Under `pytest --nbmake` the chapters have already run (the browser test runs last): the book
+    is rendered from those executed notebooks. Otherwise the build runs every chapter itself.
     MICROGPT_BOOK_HTML=_build/html checks an existing build instead (e.g. the full one that
     `make book` wrote) without building again.
     """
@@ -212,11 +238,12 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
                             capture_output=True, text=True)
     assert vendor.returncode == 0, f"vendoring the book's JavaScript failed:\n{vendor.stderr}"
     out = tmp_path_factory.mktemp("book")
+    source = stage_executed_book(executed_notebooks, tmp_path_factory.mktemp("source")) or ROOT
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     env = dict(os.environ, MICROGPT_SMOKE="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     build = subprocess.run(
-        [str(jupyter_book), "build", "--all", "-W", "-n", "--keep-going", str(ROOT),
+        [str(jupyter_book), "build", "--all", "-W", "-n", "--keep-going", str(source),
          "--path-output", str(out)],
         capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_S)
     assert build.returncode == 0, ("the book did not build:\n" + build.stdout[-6000:]
