@@ -9,6 +9,8 @@ x86-64 the kernels are compiled twice: `_gpt` for the baseline (SSE2) and `_gpt_
 x86-64-v3 (AVX2, FMA); fastops picks one at import by asking the CPU, so the build still runs
 anywhere. FASTOPS_NATIVE=1 opts in to -march=native for both (this CPU's vector units, e.g.
 AVX-512) and FASTOPS_FAST_MATH=1 to -ffast-math (reassociated sums: different rounding).
+FASTOPS_MODULES=_gpt (a comma-separated list) builds only those modules: a copy built to time
+other flags (chapter 5) needs only the kernels.
 """
 import platform
 import os
@@ -66,6 +68,12 @@ if platform.machine().lower() in ("x86_64", "amd64") and compiler_accepts(V3, ru
 else:
     print("fastops: no x86-64-v3 build (not x86-64, or the compiler lacks -march=x86-64-v3)",
           file=sys.stderr)
+if os.environ.get("FASTOPS_MODULES"):
+    wanted = os.environ["FASTOPS_MODULES"].split(",")
+    unknown = set(wanted) - {name for name, _ in modules}
+    if unknown:
+        sys.exit(f"FASTOPS_MODULES: no module {', '.join(sorted(unknown))} to build here")
+    modules = [(name, flags) for name, flags in modules if name in wanted]
 
 extensions = [
     Extension(
