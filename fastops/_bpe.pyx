@@ -1,15 +1,18 @@
 # distutils: language = c++
-"""Byte-level BPE compiled: the exact heap trainer and a bucket encoder (chapter 7).
+"""Byte-level BPE compiled: the exact heap trainer, a bucket encoder and GPT-2's pre-split.
 
-Both follow microgpt_lib.tokenizers exactly (same counts, tie rule and left-to-right merges):
+The trainer and the encoder follow microgpt_lib.tokenizers exactly (same counts, tie rule and left-to-right merges):
 `train_merges` is the heap trainer of bpe_training.py with C arrays, an open-addressing hash
 table from pair to slot, and a C++ max-heap; `BPEEncoder` applies merges by rank. Ids are int32,
-a pair (a, b) is the 64-bit key a << 32 | b.
+a pair (a, b) is the 64-bit key a << 32 | b. `split_gpt2` cuts UTF-8 text into the pieces of
+GPT-2's pattern; `train_merges_gpt2` and `BPEEncoder.encode_gpt2` split, then work on the
+distinct pieces only.
 """
 import numpy as np
 
 cimport cython
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy
 from libcpp.algorithm cimport sort
 from libcpp.pair cimport pair
 from libcpp.queue cimport priority_queue
@@ -22,71 +25,9 @@ cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFF
 cdef size_t AHEAD = 16  # occurrences prefetched ahead of the one being merged
 
 
-cdef inline uint64_t pair_key(int64_t a, int64_t b) noexcept:
-    return (<uint64_t>a << 32) | <uint64_t>b
-
-
-cdef struct Entry:
-    uint64_t key  # EMPTY if unused
-    int32_t slot
-
-
-@cython.final
-cdef class PairIndex:
-    """Open-addressing hash table (linear probing): pair key -> slot 0, 1, 2, ... in the
-    order pairs were first inserted."""
-
-    cdef vector[Entry] table
-    cdef size_t mask
-    cdef int shift
-    cdef int32_t size
-
-    def __cinit__(self, int64_t capacity):
-        cdef int bits = 4
-        while (<int64_t>1 << bits) < 2 * capacity:
-            bits += 1
-        self.shift = 64 - bits
-        self.mask = (<size_t>1 << bits) - 1
-        self.table.assign(<size_t>1 << bits, Entry(EMPTY, -1))
-        self.size = 0
-
-    cdef inline size_t home(self, uint64_t key) noexcept:
-        return <size_t>((key * <uint64_t>0x9E3779B97F4A7C15) >> self.shift)
-
-    cdef inline int32_t find(self, uint64_t key) noexcept:
-        """The slot of `key`, or -1."""
-        cdef size_t h = self.home(key)
-        while self.table[h].key != EMPTY:
-            if self.table[h].key == key:
-                return self.table[h].slot
-            h = (h + 1) & self.mask
-        return -1
-
-    cdef inline int32_t insert(self, uint64_t key) noexcept:
-        """The slot of `key`, given the next free slot number if it is new."""
-        cdef size_t h = self.home(key)
-        while self.table[h].key != EMPTY:
-            if self.table[h].key == key:
-                return self.table[h].slot
-            h = (h + 1) & self.mask
-        self.table[h] = Entry(key, self.size)
-        self.size += 1
-        if 2 * <size_t>self.size > self.table.size():
-            self.grow()
-        return self.size - 1
-
-    cdef void grow(self) noexcept:
-        cdef vector[Entry] old = self.table
-        cdef size_t i, h
-        self.shift -= 1
-        self.mask = 2 * self.mask + 1
-        self.table.assign(2 * old.size(), Entry(EMPTY, -1))
-        for i in range(old.size()):
-            if old[i].key != EMPTY:
-                h = self.home(old[i].key)
-                while self.table[h].key != EMPTY:
-                    h = (h + 1) & self.mask
-                self.table[h] = old[i]
+include "pair_index.pxi"
+include "gpt2_split.pxi"
+include "distinct_pieces.pxi"
 
 
 @cython.final
@@ -256,6 +197,19 @@ def train_merges(const unsigned char[::1] data, const int64_t[::1] starts,
     return merges[:m]
 
 
+def train_merges_gpt2(const unsigned char[::1] data, const unsigned char[::1] classes,
+                      int64_t n_merges):
+    """`train_merges` on the distinct GPT-2 pieces of the UTF-8 text `data` (see split_gpt2),
+    each weighted by how often it occurs."""
+    cdef vector[int64_t] starts = gpt2_starts(data, classes)
+    if data.shape[0] == 0:
+        return train_merges(data, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                            n_merges)
+    cdef DistinctPieces d = distinct_pieces(&data[0], starts)
+    pieces, piece_starts, counts = packed_pieces(&data[0], d)
+    return train_merges(pieces, piece_starts, counts, n_merges)
+
+
 cdef int64_t BLOCK = 1 << 16  # bytes encoded at a time, so that the working arrays stay in cache
 
 
@@ -304,16 +258,45 @@ cdef class BPEEncoder:
     def encode(self, const unsigned char[::1] data):
         """BPE ids (int32 array) of `data` as one piece."""
         cdef int64_t[::1] starts = np.array([0, data.shape[0]], dtype=np.int64)
-        return self._encode(data, starts)
+        return self._encode(data, starts)[0]
+
+    def encode_gpt2(self, const unsigned char[::1] data, const unsigned char[::1] classes):
+        """BPE ids (int32 array) of the UTF-8 text `data` cut into GPT-2's pieces (see
+        split_gpt2): each distinct piece is encoded once, then copied where it occurs."""
+        cdef vector[int64_t] starts = gpt2_starts(data, classes)
+        if data.shape[0] == 0:
+            return np.zeros(0, dtype=np.int32)
+        cdef DistinctPieces d = distinct_pieces(&data[0], starts)
+        pieces, piece_starts, _ = packed_pieces(&data[0], d)
+        cdef int32_t[::1] ids
+        cdef int64_t[::1] first
+        distinct_ids, offsets = self._encode(pieces, piece_starts)
+        ids, first = distinct_ids, offsets
+        cdef size_t k, n_pieces = d.which.size()
+        cdef int64_t total = 0, w, size
+        for k in range(n_pieces):
+            w = d.which[k]
+            total += first[w + 1] - first[w]
+        out = np.empty(total, dtype=np.int32)
+        cdef int32_t[::1] view = out
+        total = 0
+        for k in range(n_pieces):
+            w = d.which[k]
+            size = first[w + 1] - first[w]
+            memcpy(&view[total], &ids[first[w]], size * sizeof(int32_t))
+            total += size
+        return out
 
     def encode_pieces(self, list pieces):
         """BPE ids (int32 array) of the byte strings `pieces`, each encoded on its own."""
         lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
         starts = np.zeros(len(pieces) + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
-        return self._encode(b"".join(pieces), starts)
+        return self._encode(b"".join(pieces), starts)[0]
 
-    cdef _encode(self, const unsigned char[::1] data, const int64_t[::1] starts):
+    cdef tuple _encode(self, const unsigned char[::1] data, const int64_t[::1] starts):
+        """(ids of the pieces data[starts[k]:starts[k + 1]] end to end, int64 offsets where
+        each piece's ids start, then the number of ids)."""
         cdef int64_t n = data.shape[0], n_pieces = starts.shape[0] - 1
         if n >= (<int64_t>1 << 31) - 1:
             raise ValueError("the compiled encoder takes under 2 GiB at a time")
@@ -377,10 +360,15 @@ cdef class BPEEncoder:
                 bucket[r].clear()
             lo = hi
         out = np.empty(n, dtype=np.int32)
+        offsets = np.empty(n_pieces + 1, dtype=np.int64)
         cdef int32_t[::1] ids = out
+        cdef int64_t[::1] first = offsets
         cdef int64_t count = 0
-        for i in range(n):
-            if token[i] != -1:
-                ids[count] = token[i]
-                count += 1
-        return out[:count]
+        for piece in range(n_pieces):
+            first[piece] = count
+            for i in range(starts[piece], starts[piece + 1]):
+                if token[i] != -1:
+                    ids[count] = token[i]
+                    count += 1
+        first[n_pieces] = count
+        return out[:count], offsets
