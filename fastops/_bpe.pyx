@@ -213,6 +213,12 @@ def train_merges_gpt2(const unsigned char[::1] data, const unsigned char[::1] cl
 cdef int64_t BLOCK = 1 << 16  # bytes encoded at a time, so that the working arrays stay in cache
 
 
+cdef struct Link:
+    int32_t token  # the id at this position, -1 once merged into the position on its left
+    int32_t prev   # previous live position of the piece, or -1
+    int32_t next   # next live position of the piece, or -1
+
+
 @cython.final
 cdef class BPEEncoder:
     """Merges by rank, compiled: every adjacent pair that has a merge waits in the bucket of its
@@ -300,32 +306,28 @@ cdef class BPEEncoder:
         cdef int64_t n = data.shape[0], n_pieces = starts.shape[0] - 1
         if n >= (<int64_t>1 << 31) - 1:
             raise ValueError("the compiled encoder takes under 2 GiB at a time")
-        cdef vector[int32_t] token = vector[int32_t](n)
-        cdef vector[int32_t] nxt = vector[int32_t](n)
-        cdef vector[int32_t] prev = vector[int32_t](n)
+        cdef vector[Link] at = vector[Link](n)  # one record per byte: id and links together
         cdef vector[vector[int32_t]] bucket = vector[vector[int32_t]](self.n_ranks)
         cdef int32_t i, j, k, p, a, b, new, q, lo, hi
         cdef int64_t piece, r
         cdef size_t e
         for i in range(n):
-            token[i] = data[i]
-            prev[i] = i - 1
-            nxt[i] = i + 1
+            at[i] = Link(data[i], i - 1, i + 1)
         for piece in range(n_pieces):
             if starts[piece] < starts[piece + 1]:
-                prev[starts[piece]] = -1
-                nxt[starts[piece + 1] - 1] = -1
+                at[starts[piece]].prev = -1
+                at[starts[piece + 1] - 1].next = -1
         lo = 0
         while lo < n:
             hi = <int32_t>min(lo + BLOCK, n)
-            while hi < n and prev[hi] != -1 and self.joinable[data[hi - 1] * 256 + data[hi]]:
+            while hi < n and at[hi].prev != -1 and self.joinable[data[hi - 1] * 256 + data[hi]]:
                 hi += 1
             if hi < n:
-                nxt[hi - 1] = -1
-                prev[hi] = -1
+                at[hi - 1].next = -1
+                at[hi].prev = -1
             for i in range(lo, hi):
-                if nxt[i] != -1:
-                    q = self.byte_rank[token[i] * 256 + token[i + 1]]
+                if at[i].next != -1:
+                    q = self.byte_rank[at[i].token * 256 + at[i + 1].token]
                     if q >= 0:
                         bucket[q].push_back(i)
             for r in range(self.n_ranks):
@@ -337,24 +339,23 @@ cdef class BPEEncoder:
                     sort(bucket[r].begin(), bucket[r].end())
                 for e in range(bucket[r].size()):  # merging r only adds to buckets above r
                     if e + AHEAD < bucket[r].size():
-                        prefetch(&token[bucket[r][e + AHEAD]])
-                        prefetch(&nxt[bucket[r][e + AHEAD]])
+                        prefetch(&at[bucket[r][e + AHEAD]])
                     i = bucket[r][e]
-                    j = nxt[i]
-                    if token[i] != a or j == -1 or token[j] != b:
+                    j = at[i].next
+                    if at[i].token != a or j == -1 or at[j].token != b:
                         continue  # consumed by an earlier merge
-                    k = nxt[j]
-                    token[i] = new
-                    token[j] = -1
-                    nxt[i] = k
+                    k = at[j].next
+                    at[i].token = new
+                    at[j].token = -1
+                    at[i].next = k
                     if k != -1:
-                        prev[k] = i
-                        q = self.rank(new, token[k])
+                        at[k].prev = i
+                        q = self.rank(new, at[k].token)
                         if q > r:
                             bucket[q].push_back(i)
-                    p = prev[i]
+                    p = at[i].prev
                     if p != -1:
-                        q = self.rank(token[p], new)
+                        q = self.rank(at[p].token, new)
                         if q > r:
                             bucket[q].push_back(p)
                 bucket[r].clear()
@@ -367,8 +368,8 @@ cdef class BPEEncoder:
         for piece in range(n_pieces):
             first[piece] = count
             for i in range(starts[piece], starts[piece + 1]):
-                if token[i] != -1:
-                    ids[count] = token[i]
+                if at[i].token != -1:
+                    ids[count] = at[i].token
                     count += 1
         first[n_pieces] = count
         return out[:count], offsets
