@@ -233,6 +233,7 @@ cdef class BPEEncoder:
     cdef PairIndex index            # pair -> rank
     cdef vector[int32_t] byte_rank  # rank of the pair of two bytes (a * 256 + b), or -1
     cdef vector[char] joinable      # 1 if some token holds bytes a, b side by side
+    cdef vector[char] left, right   # 1 if id t is the left (right) half of some merge
     cdef vector[int32_t] merge_a, merge_b
     cdef int64_t n_ranks
 
@@ -242,6 +243,8 @@ cdef class BPEEncoder:
         self.index = PairIndex(max(self.n_ranks, 16))
         self.byte_rank.assign(65536, -1)
         self.joinable.assign(65536, 0)
+        self.left.assign(256 + self.n_ranks, 0)
+        self.right.assign(256 + self.n_ranks, 0)
         table = [bytes([i]) for i in range(256)]
         for r in range(self.n_ranks):
             a, b = merges[r, 0], merges[r, 1]
@@ -250,6 +253,8 @@ cdef class BPEEncoder:
             if self.index.insert(pair_key(a, b)) != r:
                 raise ValueError(f"merge {r} = ({a}, {b}) repeats an earlier merge")
             self.merge_a.push_back(<int32_t>a)
+            self.left[a] = 1
+            self.right[b] = 1
             self.merge_b.push_back(<int32_t>b)
             if a < 256 and b < 256:
                 self.byte_rank[a * 256 + b] = <int32_t>r
@@ -259,6 +264,8 @@ cdef class BPEEncoder:
     cdef inline int32_t rank(self, int32_t a, int32_t b) noexcept:
         if a < 256 and b < 256:
             return self.byte_rank[a * 256 + b]
+        if not (self.left[a] and self.right[b]):  # most pairs have no merge: skip the hash
+            return -1
         return self.index.find(pair_key(a, b))
 
     def encode(self, const unsigned char[::1] data):
