@@ -7,7 +7,9 @@ crosses a piece boundary; without one the text is a single piece.
 
 Encoding applies the merges in rank order: while some adjacent pair of the sequence has a merge,
 take the pair of lowest rank and replace all its occurrences, left to right (`encode_naive`
-does exactly that). The compiled encoder in fastops gives the same ids, much faster.
+does exactly that). The compiled encoder in fastops gives the same ids, much faster; with
+GPT-2's pattern it also does the split itself (the regex module stays the reference the tests
+compare it with), and encodes each distinct piece once.
 """
 from __future__ import annotations
 

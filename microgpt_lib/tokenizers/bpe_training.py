@@ -14,7 +14,8 @@ adjacent pair of ids and makes it a new id. The definitions all three trainers s
 read. `train_merges_heap` keeps the counts up to date instead: pieces are linked lists, an index
 maps each pair to where it occurs, and a max-heap of (count, pair) is corrected lazily (an entry
 whose count is stale is re-pushed when it surfaces), so a merge costs only its occurrences.
-fastops' `train_merges` is the same algorithm compiled.
+fastops' `train_merges` is the same algorithm compiled; `train_bpe` calls it through
+`train_merges_compiled_text`, which also splits (GPT-2's pattern) and counts the pieces in C.
 """
 from __future__ import annotations
 
