@@ -1,12 +1,12 @@
 # distutils: language = c++
 """Byte-level BPE compiled: the exact heap trainer, a bucket encoder and GPT-2's pre-split.
 
-The trainer and the encoder follow microgpt_lib.tokenizers exactly (same counts, tie rule and left-to-right merges):
-`train_merges` is the heap trainer of bpe_training.py with C arrays, an open-addressing hash
-table from pair to slot, and a C++ max-heap; `BPEEncoder` applies merges by rank. Ids are int32,
-a pair (a, b) is the 64-bit key a << 32 | b. `split_gpt2` cuts UTF-8 text into the pieces of
-GPT-2's pattern; `train_merges_gpt2` and `BPEEncoder.encode_gpt2` split, then work on the
-distinct pieces only.
+The trainer and the encoder follow microgpt_lib.tokenizers exactly (same counts, tie rule and
+left-to-right merges): `train_merges` is the heap trainer of bpe_training.py with C arrays, an
+open-addressing hash table from pair to slot, and a C++ max-heap; `BPEEncoder` applies merges
+by rank. Ids are int32, a pair (a, b) is the 64-bit key a << 32 | b. `split_gpt2` cuts UTF-8
+text into the pieces of GPT-2's pattern; `train_merges_gpt2` and `BPEEncoder.encode_gpt2`
+split, then work on the distinct pieces only.
 """
 import numpy as np
 
