@@ -1,15 +1,18 @@
 # distutils: language = c++
-"""Byte-level BPE compiled: the exact heap trainer and a bucket encoder (chapter 7).
+"""Byte-level BPE compiled: the exact heap trainer, a bucket encoder and GPT-2's pre-split.
 
-Both follow microgpt_lib.tokenizers exactly (same counts, tie rule and left-to-right merges):
-`train_merges` is the heap trainer of bpe_training.py with C arrays, an open-addressing hash
-table from pair to slot, and a C++ max-heap; `BPEEncoder` applies merges by rank. Ids are int32,
-a pair (a, b) is the 64-bit key a << 32 | b.
+The trainer and the encoder follow microgpt_lib.tokenizers exactly (same counts, tie rule and
+left-to-right merges): `train_merges` is the heap trainer of bpe_training.py with C arrays, an
+open-addressing hash table from pair to slot, and a C++ max-heap; `BPEEncoder` applies merges
+by rank. Ids are int32, a pair (a, b) is the 64-bit key a << 32 | b. `split_gpt2` cuts UTF-8
+text into the pieces of GPT-2's pattern; `train_merges_gpt2` and `BPEEncoder.encode_gpt2`
+split, then work on the distinct pieces only.
 """
 import numpy as np
 
 cimport cython
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy
 from libcpp.algorithm cimport sort
 from libcpp.pair cimport pair
 from libcpp.queue cimport priority_queue
@@ -22,71 +25,9 @@ cdef uint64_t EMPTY = 0xFFFFFFFFFFFFFFFF
 cdef size_t AHEAD = 16  # occurrences prefetched ahead of the one being merged
 
 
-cdef inline uint64_t pair_key(int64_t a, int64_t b) noexcept:
-    return (<uint64_t>a << 32) | <uint64_t>b
-
-
-cdef struct Entry:
-    uint64_t key  # EMPTY if unused
-    int32_t slot
-
-
-@cython.final
-cdef class PairIndex:
-    """Open-addressing hash table (linear probing): pair key -> slot 0, 1, 2, ... in the
-    order pairs were first inserted."""
-
-    cdef vector[Entry] table
-    cdef size_t mask
-    cdef int shift
-    cdef int32_t size
-
-    def __cinit__(self, int64_t capacity):
-        cdef int bits = 4
-        while (<int64_t>1 << bits) < 2 * capacity:
-            bits += 1
-        self.shift = 64 - bits
-        self.mask = (<size_t>1 << bits) - 1
-        self.table.assign(<size_t>1 << bits, Entry(EMPTY, -1))
-        self.size = 0
-
-    cdef inline size_t home(self, uint64_t key) noexcept:
-        return <size_t>((key * <uint64_t>0x9E3779B97F4A7C15) >> self.shift)
-
-    cdef inline int32_t find(self, uint64_t key) noexcept:
-        """The slot of `key`, or -1."""
-        cdef size_t h = self.home(key)
-        while self.table[h].key != EMPTY:
-            if self.table[h].key == key:
-                return self.table[h].slot
-            h = (h + 1) & self.mask
-        return -1
-
-    cdef inline int32_t insert(self, uint64_t key) noexcept:
-        """The slot of `key`, given the next free slot number if it is new."""
-        cdef size_t h = self.home(key)
-        while self.table[h].key != EMPTY:
-            if self.table[h].key == key:
-                return self.table[h].slot
-            h = (h + 1) & self.mask
-        self.table[h] = Entry(key, self.size)
-        self.size += 1
-        if 2 * <size_t>self.size > self.table.size():
-            self.grow()
-        return self.size - 1
-
-    cdef void grow(self) noexcept:
-        cdef vector[Entry] old = self.table
-        cdef size_t i, h
-        self.shift -= 1
-        self.mask = 2 * self.mask + 1
-        self.table.assign(2 * old.size(), Entry(EMPTY, -1))
-        for i in range(old.size()):
-            if old[i].key != EMPTY:
-                h = self.home(old[i].key)
-                while self.table[h].key != EMPTY:
-                    h = (h + 1) & self.mask
-                self.table[h] = old[i]
+include "pair_index.pxi"
+include "gpt2_split.pxi"
+include "distinct_pieces.pxi"
 
 
 @cython.final
@@ -256,7 +197,26 @@ def train_merges(const unsigned char[::1] data, const int64_t[::1] starts,
     return merges[:m]
 
 
+def train_merges_gpt2(const unsigned char[::1] data, const unsigned char[::1] classes,
+                      int64_t n_merges):
+    """`train_merges` on the distinct GPT-2 pieces of the UTF-8 text `data` (see split_gpt2),
+    each weighted by how often it occurs."""
+    cdef vector[int64_t] starts = gpt2_starts(data, classes)
+    if data.shape[0] == 0:
+        return train_merges(data, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                            n_merges)
+    cdef DistinctPieces d = distinct_pieces(&data[0], starts)
+    pieces, piece_starts, counts = packed_pieces(&data[0], d)
+    return train_merges(pieces, piece_starts, counts, n_merges)
+
+
 cdef int64_t BLOCK = 1 << 16  # bytes encoded at a time, so that the working arrays stay in cache
+
+
+cdef struct Link:
+    int32_t token  # the id at this position, -1 once merged into the position on its left
+    int32_t prev   # previous live position of the piece, or -1
+    int32_t next   # next live position of the piece, or -1
 
 
 @cython.final
@@ -273,6 +233,7 @@ cdef class BPEEncoder:
     cdef PairIndex index            # pair -> rank
     cdef vector[int32_t] byte_rank  # rank of the pair of two bytes (a * 256 + b), or -1
     cdef vector[char] joinable      # 1 if some token holds bytes a, b side by side
+    cdef vector[char] left, right   # 1 if id t is the left (right) half of some merge
     cdef vector[int32_t] merge_a, merge_b
     cdef int64_t n_ranks
 
@@ -282,6 +243,8 @@ cdef class BPEEncoder:
         self.index = PairIndex(max(self.n_ranks, 16))
         self.byte_rank.assign(65536, -1)
         self.joinable.assign(65536, 0)
+        self.left.assign(256 + self.n_ranks, 0)
+        self.right.assign(256 + self.n_ranks, 0)
         table = [bytes([i]) for i in range(256)]
         for r in range(self.n_ranks):
             a, b = merges[r, 0], merges[r, 1]
@@ -290,6 +253,8 @@ cdef class BPEEncoder:
             if self.index.insert(pair_key(a, b)) != r:
                 raise ValueError(f"merge {r} = ({a}, {b}) repeats an earlier merge")
             self.merge_a.push_back(<int32_t>a)
+            self.left[a] = 1
+            self.right[b] = 1
             self.merge_b.push_back(<int32_t>b)
             if a < 256 and b < 256:
                 self.byte_rank[a * 256 + b] = <int32_t>r
@@ -299,50 +264,77 @@ cdef class BPEEncoder:
     cdef inline int32_t rank(self, int32_t a, int32_t b) noexcept:
         if a < 256 and b < 256:
             return self.byte_rank[a * 256 + b]
+        if not (self.left[a] and self.right[b]):  # most pairs have no merge: skip the hash
+            return -1
         return self.index.find(pair_key(a, b))
 
     def encode(self, const unsigned char[::1] data):
         """BPE ids (int32 array) of `data` as one piece."""
         cdef int64_t[::1] starts = np.array([0, data.shape[0]], dtype=np.int64)
-        return self._encode(data, starts)
+        return self._encode(data, starts)[0]
+
+    def encode_gpt2(self, const unsigned char[::1] data, const unsigned char[::1] classes):
+        """BPE ids (int32 array) of the UTF-8 text `data` cut into GPT-2's pieces (see
+        split_gpt2): each distinct piece is encoded once, then copied where it occurs."""
+        cdef vector[int64_t] starts = gpt2_starts(data, classes)
+        if data.shape[0] == 0:
+            return np.zeros(0, dtype=np.int32)
+        cdef DistinctPieces d = distinct_pieces(&data[0], starts)
+        pieces, piece_starts, _ = packed_pieces(&data[0], d)
+        cdef int32_t[::1] ids
+        cdef int64_t[::1] first
+        distinct_ids, offsets = self._encode(pieces, piece_starts)
+        ids, first = distinct_ids, offsets
+        cdef size_t k, n_pieces = d.which.size()
+        cdef int64_t total = 0, w, size
+        for k in range(n_pieces):
+            w = d.which[k]
+            total += first[w + 1] - first[w]
+        out = np.empty(total, dtype=np.int32)
+        cdef int32_t[::1] view = out
+        total = 0
+        for k in range(n_pieces):
+            w = d.which[k]
+            size = first[w + 1] - first[w]
+            memcpy(&view[total], &ids[first[w]], size * sizeof(int32_t))
+            total += size
+        return out
 
     def encode_pieces(self, list pieces):
         """BPE ids (int32 array) of the byte strings `pieces`, each encoded on its own."""
         lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
         starts = np.zeros(len(pieces) + 1, dtype=np.int64)
         np.cumsum(lengths, out=starts[1:])
-        return self._encode(b"".join(pieces), starts)
+        return self._encode(b"".join(pieces), starts)[0]
 
-    cdef _encode(self, const unsigned char[::1] data, const int64_t[::1] starts):
+    cdef tuple _encode(self, const unsigned char[::1] data, const int64_t[::1] starts):
+        """(ids of the pieces data[starts[k]:starts[k + 1]] end to end, int64 offsets where
+        each piece's ids start, then the number of ids)."""
         cdef int64_t n = data.shape[0], n_pieces = starts.shape[0] - 1
         if n >= (<int64_t>1 << 31) - 1:
             raise ValueError("the compiled encoder takes under 2 GiB at a time")
-        cdef vector[int32_t] token = vector[int32_t](n)
-        cdef vector[int32_t] nxt = vector[int32_t](n)
-        cdef vector[int32_t] prev = vector[int32_t](n)
+        cdef vector[Link] at = vector[Link](n)  # one record per byte: id and links together
         cdef vector[vector[int32_t]] bucket = vector[vector[int32_t]](self.n_ranks)
         cdef int32_t i, j, k, p, a, b, new, q, lo, hi
         cdef int64_t piece, r
         cdef size_t e
         for i in range(n):
-            token[i] = data[i]
-            prev[i] = i - 1
-            nxt[i] = i + 1
+            at[i] = Link(data[i], i - 1, i + 1)
         for piece in range(n_pieces):
             if starts[piece] < starts[piece + 1]:
-                prev[starts[piece]] = -1
-                nxt[starts[piece + 1] - 1] = -1
+                at[starts[piece]].prev = -1
+                at[starts[piece + 1] - 1].next = -1
         lo = 0
         while lo < n:
             hi = <int32_t>min(lo + BLOCK, n)
-            while hi < n and prev[hi] != -1 and self.joinable[data[hi - 1] * 256 + data[hi]]:
+            while hi < n and at[hi].prev != -1 and self.joinable[data[hi - 1] * 256 + data[hi]]:
                 hi += 1
             if hi < n:
-                nxt[hi - 1] = -1
-                prev[hi] = -1
+                at[hi - 1].next = -1
+                at[hi].prev = -1
             for i in range(lo, hi):
-                if nxt[i] != -1:
-                    q = self.byte_rank[token[i] * 256 + token[i + 1]]
+                if at[i].next != -1:
+                    q = self.byte_rank[at[i].token * 256 + at[i + 1].token]
                     if q >= 0:
                         bucket[q].push_back(i)
             for r in range(self.n_ranks):
@@ -354,33 +346,37 @@ cdef class BPEEncoder:
                     sort(bucket[r].begin(), bucket[r].end())
                 for e in range(bucket[r].size()):  # merging r only adds to buckets above r
                     if e + AHEAD < bucket[r].size():
-                        prefetch(&token[bucket[r][e + AHEAD]])
-                        prefetch(&nxt[bucket[r][e + AHEAD]])
+                        prefetch(&at[bucket[r][e + AHEAD]])
                     i = bucket[r][e]
-                    j = nxt[i]
-                    if token[i] != a or j == -1 or token[j] != b:
+                    j = at[i].next
+                    if at[i].token != a or j == -1 or at[j].token != b:
                         continue  # consumed by an earlier merge
-                    k = nxt[j]
-                    token[i] = new
-                    token[j] = -1
-                    nxt[i] = k
+                    k = at[j].next
+                    at[i].token = new
+                    at[j].token = -1
+                    at[i].next = k
                     if k != -1:
-                        prev[k] = i
-                        q = self.rank(new, token[k])
+                        at[k].prev = i
+                        q = self.rank(new, at[k].token)
                         if q > r:
                             bucket[q].push_back(i)
-                    p = prev[i]
+                    p = at[i].prev
                     if p != -1:
-                        q = self.rank(token[p], new)
+                        q = self.rank(at[p].token, new)
                         if q > r:
                             bucket[q].push_back(p)
                 bucket[r].clear()
             lo = hi
         out = np.empty(n, dtype=np.int32)
+        offsets = np.empty(n_pieces + 1, dtype=np.int64)
         cdef int32_t[::1] ids = out
+        cdef int64_t[::1] first = offsets
         cdef int64_t count = 0
-        for i in range(n):
-            if token[i] != -1:
-                ids[count] = token[i]
-                count += 1
-        return out[:count]
+        for piece in range(n_pieces):
+            first[piece] = count
+            for i in range(starts[piece], starts[piece + 1]):
+                if at[i].token != -1:
+                    ids[count] = at[i].token
+                    count += 1
+        first[n_pieces] = count
+        return out[:count], offsets

@@ -1,15 +1,17 @@
 """Timing tokenizers: our BPE trainers and encoders beside sentencepiece and HF tokenizers.
 
 Every program trains on the same text with the same vocabulary size (all ids included) on one
-thread, and encodes the same text; each time is the best of a few runs, because the machine is
-shared. sentencepiece reads the text as lines (its sentences); HF tokenizers and our BPE are
-byte-level, with GPT-2's pre-split or without any.
+thread, and encodes the same text; each time is the median of a few runs after one warm-up run
+(the first run pays for loading and for tables built once). sentencepiece reads the text as
+lines (its sentences) and splits them at spaces; HF tokenizers and our BPE are byte-level, with
+GPT-2's pre-split or without any.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,14 +22,15 @@ from microgpt_lib.tokenizers.bpe_training import TRAINERS, training_pieces
 from microgpt_lib.tokenizers.hf_export import byte_characters
 
 
-def best_seconds(fn: Callable[[], object], repeats: int = 3) -> tuple[float, object]:
-    """(the fastest of `repeats` calls in seconds, the last call's result)."""
-    best, result = float("inf"), None
+def median_seconds(fn: Callable[[], object], repeats: int = 3) -> tuple[float, object]:
+    """(the median of `repeats` calls in seconds, after one warm-up call; the last result)."""
+    result = fn()
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
 
 
 @dataclass
@@ -41,19 +44,31 @@ class TokenizerTiming:
     bytes_per_token: float
 
 
-def ours(text: str, vocab_size: int, pattern: str | None, repeats: int = 3) -> TokenizerTiming:
-    """Our compiled BPE: train on `text`, then encode all of it."""
-    train_s, tok = best_seconds(lambda: train_bpe(text, vocab_size, pattern), repeats)
-    enc_s, ids = best_seconds(lambda: tok.encode_array(text), repeats)
-    n = len(text.encode("utf-8"))
-    name = "ours (compiled), " + ("GPT-2 split" if pattern else "no split")
+def ours(text: str, vocab_size: int, pattern: str | None, repeats: int = 3,
+         encode_text: str | None = None, label: str = "") -> TokenizerTiming:
+    """Our compiled BPE: train on `text`, then encode `encode_text` (default: `text`)."""
+    encode_text = text if encode_text is None else encode_text
+    train_s, tok = median_seconds(lambda: train_bpe(text, vocab_size, pattern), repeats)
+    enc_s, ids = median_seconds(lambda: tok.encode_array(encode_text), repeats)
+    n = len(encode_text.encode("utf-8"))
+    name = "ours, " + ("GPT-2 split" if pattern else "no split") + label
     return TokenizerTiming(name, vocab_size, train_s, n / enc_s / 1e6, n / len(ids))
 
 
-def sentencepiece_bpe(text: str, vocab_size: int, repeats: int = 3) -> TokenizerTiming:
-    """sentencepiece's BPE, one thread, identity normalisation, the text's lines as sentences."""
+# sentencepiece's BPE set as close to ours as it goes: pieces split at spaces only (a space
+# starts a piece), no other split, pieces of any length. SENTENCEPIECE_LIKE_SPLIT is the same
+# split for our trainer: sentencepiece drops the newlines (each line is a sentence).
+SENTENCEPIECE_LIKE = {"split_by_unicode_script": False, "split_by_number": False,
+                      "max_sentencepiece_length": 256}
+SENTENCEPIECE_LIKE_SPLIT = r" ?[^ \n]+| "
+
+
+def sentencepiece_bpe(text: str, vocab_size: int, repeats: int = 3, like_ours: bool = False):
+    """sentencepiece's BPE, one thread, identity normalisation, the text's lines as sentences
+    (with `like_ours`, the SENTENCEPIECE_LIKE settings): (timing, the trained processor)."""
     import sentencepiece as spm
 
+    options = SENTENCEPIECE_LIKE if like_ours else {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "text.txt")
         with open(path, "w", encoding="utf-8") as f:
@@ -64,20 +79,33 @@ def sentencepiece_bpe(text: str, vocab_size: int, repeats: int = 3) -> Tokenizer
             spm.SentencePieceTrainer.train(
                 input=path, model_writer=model, vocab_size=vocab_size, model_type="bpe",
                 normalization_rule_name="identity", character_coverage=1.0, num_threads=1,
-                add_dummy_prefix=False, remove_extra_whitespaces=False, minloglevel=2)
+                add_dummy_prefix=False, remove_extra_whitespaces=False, minloglevel=2,
+                **options)
             return model.getvalue()
 
-        train_s, proto = best_seconds(train, repeats)
+        train_s, proto = median_seconds(train, repeats)
     sp = spm.SentencePieceProcessor(model_proto=proto)
     lines = text.splitlines()
-    enc_s, ids = best_seconds(lambda: sp.encode(lines), repeats)
+    enc_s, ids = median_seconds(lambda: sp.encode(lines), repeats)
     n = len(text.encode("utf-8"))
-    return TokenizerTiming("sentencepiece (BPE)", vocab_size, train_s, n / enc_s / 1e6,
-                           n / sum(len(x) for x in ids))
+    name = "sentencepiece BPE" + (", split at spaces only" if like_ours else "")
+    timing = TokenizerTiming(name, vocab_size, train_s, n / enc_s / 1e6,
+                             n / sum(len(x) for x in ids))
+    return timing, sp
 
 
-def hf_byte_level(text: str, vocab_size: int, use_regex: bool, repeats: int = 3):
-    """HF tokenizers' byte-level BPE, one thread: (timing, the tokenizer)."""
+def sentencepiece_merges(sp) -> list[bytes]:
+    """The pieces sentencepiece learned by merging, in the order it learned them (its
+    characters come after them, its control pieces before), as UTF-8 with spaces for "▁"."""
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
+              if not (sp.is_control(i) or sp.is_unknown(i))]
+    return [p.replace("\u2581", " ").encode() for p in pieces if len(p) > 1]
+
+
+def hf_byte_level(text: str, vocab_size: int, use_regex: bool, repeats: int = 3,
+                  encode_text: str | None = None, label: str = ""):
+    """HF tokenizers' byte-level BPE, one thread, trained on `text`, encoding `encode_text`
+    (default: `text`): (timing, the tokenizer)."""
     os.environ["RAYON_NUM_THREADS"] = "1"  # read when HF first starts its thread pool
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -91,11 +119,19 @@ def hf_byte_level(text: str, vocab_size: int, use_regex: bool, repeats: int = 3)
         tok.train_from_iterator([text], trainer)
         return tok
 
-    train_s, tok = best_seconds(train, repeats)
-    enc_s, enc = best_seconds(lambda: tok.encode(text), repeats)
-    n = len(text.encode("utf-8"))
-    name = "HF tokenizers, " + ("GPT-2 split" if use_regex else "no split")
+    encode_text = text if encode_text is None else encode_text
+    train_s, tok = median_seconds(train, repeats)
+    enc_s, enc = median_seconds(lambda: tok.encode(encode_text), repeats)
+    n = len(encode_text.encode("utf-8"))
+    name = "HF tokenizers, " + ("GPT-2 split" if use_regex else "no split") + label
     return TokenizerTiming(name, vocab_size, train_s, n / enc_s / 1e6, n / len(enc.ids)), tok
+
+
+def hf_no_split_train_seconds(text: str, vocab_size: int, sizes: list[int]) -> list[float]:
+    """Seconds HF tokenizers takes to train without a pre-split on text[:n], for n in sizes
+    (one run each): how its training time grows with the length of one unsplit piece."""
+    return [hf_byte_level(text[:n], vocab_size, False, repeats=1)[0].train_seconds
+            for n in sizes]
 
 
 def hf_merges_as_ours(hf_tok) -> list[tuple[bytes, bytes]]:
@@ -123,16 +159,18 @@ def first_difference(ours: list, theirs: list) -> int:
 
 def trainer_cost_per_merge(text: str, method: str, n_merges: int,
                            pattern: str | None = None) -> float:
-    """Seconds per merge of one of our trainers ("naive", "heap", "compiled") on `text`."""
+    """Seconds per merge of one of our trainers ("naive", "heap", "compiled") on `text` (one
+    run: the naive trainer is slow)."""
     pieces = training_pieces(text, pattern)
-    seconds, _ = best_seconds(lambda: TRAINERS[method](pieces, n_merges), 1)
-    return seconds / n_merges
+    start = time.perf_counter()
+    TRAINERS[method](pieces, n_merges)
+    return (time.perf_counter() - start) / n_merges
 
 
 def encode_growth(tok: BPETokenizer, make_text: Callable[[int], str], sizes: list[int],
                   repeats: int = 3) -> list[float]:
     """Seconds to encode make_text(n) with the compiled encoder, for each n in sizes."""
-    return [best_seconds(lambda: tok.encode_array(make_text(n)), repeats)[0] for n in sizes]
+    return [median_seconds(lambda: tok.encode_array(make_text(n)), repeats)[0] for n in sizes]
 
 
 def naive_encode_seconds(tok: BPETokenizer, text: str) -> float:
@@ -143,7 +181,6 @@ def naive_encode_seconds(tok: BPETokenizer, text: str) -> float:
     for piece in split_pieces(text, tok.pattern):
         encode_naive(piece.encode("utf-8"), tok.ranks)
     return time.perf_counter() - start
-
 
 
 def pair_counts_after(text: str, pattern: str | None, merges: list[tuple[int, int]],

@@ -7,11 +7,14 @@ crosses a piece boundary; without one the text is a single piece.
 
 Encoding applies the merges in rank order: while some adjacent pair of the sequence has a merge,
 take the pair of lowest rank and replace all its occurrences, left to right (`encode_naive`
-does exactly that). The compiled encoder in fastops gives the same ids, much faster.
+does exactly that). The compiled encoder in fastops gives the same ids, much faster; with
+GPT-2's pattern it also does the split itself (the regex module stays the reference the tests
+compare it with), and encodes each distinct piece once.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,19 @@ from microgpt_lib.tokenizers.base import BOS, Tokenizer, text_bytes
 # GPT-2's pre-split (also HF tokenizers' ByteLevel pre-tokenizer): contractions, letters with an
 # optional leading space, numbers likewise, other symbols likewise, and whitespace runs.
 GPT2_SPLIT = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+
+@cache
+def gpt2_classes() -> np.ndarray:
+    """One byte per code point for the compiled GPT-2 split: 1 for a letter (\\p{L}), 2 for a
+    number (\\p{N}), 4 for whitespace (\\s), as the regex module itself decides, so that the
+    compiled split and regex.findall(GPT2_SPLIT, ...) read every character the same way."""
+    every = "".join(map(chr, range(0x110000)))
+    classes = np.zeros(len(every), dtype=np.uint8)
+    for bit, run in ((1, r"\p{L}+"), (2, r"\p{N}+"), (4, r"\s+")):
+        for match in regex.finditer(run, every):
+            classes[match.start():match.end()] |= bit
+    return classes
 
 
 def split_pieces(text: str, pattern: str | None) -> list[str]:
@@ -107,14 +123,16 @@ class BPETokenizer(Tokenizer):
 
     def encode_array(self, text: str) -> np.ndarray:
         """BPE ids of `text` as an int32 array (the fast path for long texts)."""
-        pieces = split_pieces(text, self.pattern)
         encoder = self._encoder()
         if encoder is None:
-            ids = [i for piece in pieces for i in encode_naive(text_bytes(piece), self.ranks)]
+            ids = [i for piece in split_pieces(text, self.pattern)
+                   for i in encode_naive(text_bytes(piece), self.ranks)]
             return np.array(ids, dtype=np.int32)
         if self.pattern is None:
             return encoder.encode(text_bytes(text))
-        return encoder.encode_pieces([text_bytes(p) for p in pieces])
+        if self.pattern == GPT2_SPLIT:  # the split compiled too
+            return encoder.encode_gpt2(text_bytes(text), gpt2_classes())
+        return encoder.encode_pieces([text_bytes(p) for p in split_pieces(text, self.pattern)])
 
     def to_fields(self) -> dict[str, Any]:
         return {"pattern": self.pattern, "merges": [list(p) for p in self.merges]}

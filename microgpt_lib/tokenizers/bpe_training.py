@@ -14,7 +14,8 @@ adjacent pair of ids and makes it a new id. The definitions all three trainers s
 read. `train_merges_heap` keeps the counts up to date instead: pieces are linked lists, an index
 maps each pair to where it occurs, and a max-heap of (count, pair) is corrected lazily (an entry
 whose count is stale is re-pushed when it surfaces), so a merge costs only its occurrences.
-fastops' `train_merges` is the same algorithm compiled.
+fastops' `train_merges` is the same algorithm compiled; `train_bpe` calls it through
+`train_merges_compiled_text`, which also splits (GPT-2's pattern) and counts the pieces in C.
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ import numpy as np
 from microgpt_lib.tokenizers.base import (
     BOS, check_special_tokens, check_training_text, check_vocab_size, text_bytes,
 )
-from microgpt_lib.tokenizers.bpe import BPETokenizer, merge_pair, split_pieces
+from microgpt_lib.tokenizers.bpe import (
+    GPT2_SPLIT, BPETokenizer, gpt2_classes, merge_pair, split_pieces,
+)
 
 Pair = tuple[int, int]
 
@@ -140,6 +143,23 @@ def train_merges_compiled(pieces: dict[bytes, int], n_merges: int) -> list[Pair]
     return [(int(a), int(b)) for a, b in merges]
 
 
+def train_merges_compiled_text(text: str, pattern: str | None, n_merges: int) -> list[Pair]:
+    """Learn up to `n_merges` merges from `text` with fastops, with no Python object per piece:
+    the whole text as one piece, or GPT-2's split and the counting of its pieces compiled too
+    (another pattern is split by the regex module, then trained compiled)."""
+    from fastops._bpe import train_merges, train_merges_gpt2
+
+    data = text_bytes(text)
+    if pattern is None:
+        whole = np.array([0, len(data)], dtype=np.int64)
+        merges = train_merges(data, whole, np.ones(1, dtype=np.int64), n_merges)
+    elif pattern == GPT2_SPLIT:
+        merges = train_merges_gpt2(data, gpt2_classes(), n_merges)
+    else:
+        return train_merges_compiled(training_pieces(text, pattern), n_merges)
+    return [(a, b) for a, b in merges.tolist()]
+
+
 TRAINERS = {"naive": train_merges_naive, "heap": train_merges_heap,
             "compiled": train_merges_compiled}
 
@@ -153,5 +173,9 @@ def train_bpe(text: str, vocab_size: int, pattern: str | None = None,
     text = check_training_text(text)
     specials = check_special_tokens(special_tokens)
     check_vocab_size(vocab_size, 256 + len(specials), "256 bytes and the special tokens")
-    merges = TRAINERS[method](training_pieces(text, pattern), vocab_size - 256 - len(specials))
+    n_merges = vocab_size - 256 - len(specials)
+    if method == "compiled":
+        merges = train_merges_compiled_text(text, pattern, n_merges)
+    else:
+        merges = TRAINERS[method](training_pieces(text, pattern), n_merges)
     return BPETokenizer(merges, pattern, specials)
