@@ -1,6 +1,10 @@
 """The shared training loop: schedule, history, and nothing lost on interruption."""
+import gc
+
+import pytest
+
 from microgpt_lib import CharTokenizer, GPTConfig, get_rung, init_params
-from microgpt_lib.train.loop import train
+from microgpt_lib.train.loop import karpathy_run, train
 from microgpt_lib.train.schedules import linear_decay_lr
 
 DOCS = ["ava", "bob", "cy", "dee"]
@@ -42,3 +46,13 @@ def test_training_uses_documents_in_order():
     model.train_step = lambda tokens, lr: seen.append(TOK.decode(tokens)) or original(tokens, lr)
     train(model, DOCS, TOK, 6, progress=False)
     assert seen == DOCS + DOCS[:2]
+
+
+def test_karpathy_run_collecting_every_few_steps_changes_no_number():
+    plain = karpathy_run(6, n_samples=3, progress=False)
+    paused = karpathy_run(6, n_samples=3, progress=False, collect_every=4)
+    assert paused.history.losses == plain.history.losses
+    assert paused.samples == plain.samples
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        karpathy_run(1, progress=False, collect_every=-1)
