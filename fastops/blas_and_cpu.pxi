@@ -41,9 +41,9 @@ cdef bint _blas_on = False
 cdef int64_t _blas_min_flops = 1 << 62     # BLAS off until set_blas_threshold says otherwise
 cdef int64_t _attn_blas_min_flops = 1 << 62  # the same for attention's per-(sequence, head) T*T*hd
 # Below this many multiply-adds a parallel region costs more than it gives: the threads meet at
-# its start and end (microseconds, more when a thread has gone to sleep), so a region needs
-# ~100 us of work.
-cdef int64_t _parallel_min_flops = 1 << 20
+# its start and end, a few microseconds while the waiting thread still spins (fastops/__init__),
+# so a region needs ~10 us of work (2^17 multiply-adds; 2^20 left e64's products on one thread).
+cdef int64_t _parallel_min_flops = 1 << 17
 
 cdef inline bint _use_blas(real* out, int64_t M, int64_t K, int64_t Nn) noexcept nogil:
     """True when a product of M*K*Nn multiply-adds in this precision goes to BLAS."""
