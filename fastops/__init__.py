@@ -13,15 +13,20 @@ Fast by default: importing fastops hands the large matrix products to the BLAS t
 (OpenBLAS), where NumPy has one (`fastops.blas`: thresholds, and switching it off and on).
 FASTOPS_BLAS=0 in the environment keeps every product in fastops' own loops.
 
-Threads wait passively (OMP_WAIT_POLICY=passive, unless already set): an OpenMP thread that
-spins at a barrier while another program holds the other core can make a 2-thread step 100x
-slower than a 1-thread one (measured in chapter 5); sleeping costs a few microseconds instead.
+Threads spin briefly, then sleep: between two parallel loops of a step, an OpenMP thread that
+has finished its share waits about 100 microseconds for the next loop before it goes to sleep
+(GOMP_SPINCOUNT=10000, unless GOMP_SPINCOUNT or OMP_WAIT_POLICY is already set). Waking a
+sleeping thread costs more than many of a step's loops take, so on a quiet machine this makes
+two threads about 1.8x one (chapter 6); spinning for ever (OMP_WAIT_POLICY=active) while another
+program holds the other core can make a 2-thread step 100x slower (chapter 5). On a busy
+machine, use one thread, or OMP_WAIT_POLICY=passive (threads sleep at once).
 """
 import importlib
 import importlib.util
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read once, when libgomp loads
+if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"  # read once, when libgomp loads (GCC's OpenMP)
 
 KERNELS = (
     "MAX_THREADS", "activation_offsets", "adamw_update", "blas_library", "cpu_has_x86_64_v3",

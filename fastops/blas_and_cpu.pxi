@@ -24,6 +24,8 @@ ctypedef void (*dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const
                          int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
 ctypedef void (*sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*,
                          int64_t, const float*, int64_t, float, float*, int64_t) noexcept nogil
+ctypedef void (*set_threads_t)(int) noexcept nogil  # openblas_set_num_threads
+ctypedef int (*get_threads_t)() noexcept nogil      # openblas_get_num_threads
 
 cdef enum:
     ROW_MAJOR = 101
@@ -32,13 +34,16 @@ cdef enum:
 
 cdef dgemm_t _dgemm = NULL   # set once, by register_numpy_blas, to a function of NumPy's OpenBLAS
 cdef sgemm_t _sgemm = NULL
+cdef set_threads_t _blas_set_threads = NULL  # OpenBLAS' own thread count, when it exports one
+cdef get_threads_t _blas_get_threads = NULL
 cdef object _blas_path = None
 cdef bint _blas_on = False
 cdef int64_t _blas_min_flops = 1 << 62     # BLAS off until set_blas_threshold says otherwise
 cdef int64_t _attn_blas_min_flops = 1 << 62  # the same for attention's per-(sequence, head) T*T*hd
-# Below this many multiply-adds a parallel region costs more than it gives: waking a sleeping
-# thread takes microseconds (OMP_WAIT_POLICY=passive), so a region needs ~100 us of work.
-cdef int64_t _parallel_min_flops = 1 << 20
+# Below this many multiply-adds a parallel region costs more than it gives: the threads meet at
+# its start and end, a few microseconds while the waiting thread still spins (fastops/__init__),
+# so a region needs ~10 us of work (2^17 multiply-adds; 2^20 left e64's products on one thread).
+cdef int64_t _parallel_min_flops = 1 << 17
 
 cdef inline bint _use_blas(real* out, int64_t M, int64_t K, int64_t Nn) noexcept nogil:
     """True when a product of M*K*Nn multiply-adds in this precision goes to BLAS."""
@@ -65,6 +70,32 @@ cdef void _blas(int ta, int tb, int64_t M, int64_t Nn, int64_t K, const real* a,
         _dgemm(ROW_MAJOR, ta, tb, M, Nn, K, 1.0, a, lda, b, ldb, beta, c, ldc)
 
 
+# One layer of threads. With num_threads > 1 our OpenMP threads share each product, every thread
+# calling BLAS on its own slab; if OpenBLAS also started its own threads inside each call, four
+# threads would fight over two cores (and OpenBLAS' threads spin while ours work). So a step on
+# several threads runs BLAS on one thread, and gives OpenBLAS its own setting back at the end.
+# The setting is process-wide: NumPy products in another Python thread during such a step run
+# on one thread too (the same numbers, more slowly).
+
+cdef int _blas_threads_off(int nthreads) noexcept nogil:
+    """Before a step on nthreads > 1: OpenBLAS to one thread; returns its count to restore (0:
+    nothing to restore)."""
+    cdef int before
+    if nthreads <= 1 or not _blas_on or _blas_set_threads == NULL:
+        return 0
+    before = _blas_get_threads()
+    if before <= 1:
+        return 0
+    _blas_set_threads(1)
+    return before
+
+
+cdef void _blas_threads_restore(int before) noexcept nogil:
+    """After the step: OpenBLAS' thread count as _blas_threads_off found it."""
+    if before > 1:
+        _blas_set_threads(before)
+
+
 def numpy_openblas_path() -> str | None:
     """Path of the OpenBLAS shared library inside NumPy's wheel (numpy.libs/), if there is one."""
     libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
@@ -75,7 +106,7 @@ def numpy_openblas_path() -> str | None:
 def register_numpy_blas() -> str | None:
     """Send large products to the gemm of NumPy's bundled OpenBLAS; returns its path, or None
     (and changes nothing) when NumPy ships no such library (a NumPy built against another BLAS)."""
-    global _dgemm, _sgemm, _blas_path, _blas_on
+    global _dgemm, _sgemm, _blas_path, _blas_on, _blas_set_threads, _blas_get_threads
     cdef void* handle
     cdef void* dgemm
     cdef void* sgemm
@@ -90,6 +121,10 @@ def register_numpy_blas() -> str | None:
         sgemm = dlsym(handle, b"scipy_cblas_sgemm64_")
         if dgemm == NULL or sgemm == NULL:
             return None
+        _blas_set_threads = <set_threads_t>dlsym(handle, b"scipy_openblas_set_num_threads64_")
+        _blas_get_threads = <get_threads_t>dlsym(handle, b"scipy_openblas_get_num_threads64_")
+        if _blas_set_threads == NULL or _blas_get_threads == NULL:
+            _blas_set_threads, _blas_get_threads = NULL, NULL
         _sgemm = <sgemm_t>sgemm
         _dgemm = <dgemm_t>dgemm
         _blas_path = path

@@ -168,12 +168,15 @@ def gpt_loss(real[::1] params, real[::1] grads, real[::1] acts, const int64_t[::
     cdef int64_t* batch = _checked_batch(tokens, targets, cu_seqlens, &g)
     cdef int64_t N = g.N
     cdef double loss
+    cdef int blas_threads
     with nogil:
+        blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,
                            &g, num_threads)
         if backward:
             gpt_backward(&params[0], &grads[0], &acts[0], batch, batch + N, batch + 2 * N,
                          batch + 3 * N, &g, num_threads)
+        _blas_threads_restore(blas_threads)
     free(batch)
     return loss / N
 
@@ -237,7 +240,9 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     _check_separate(("params", "grads", "m", "v", "acts"), starts, nbytes, 5)
     cdef int64_t* batch = _checked_batch(tokens, targets, cu_seqlens, &g)
     cdef double loss, norm, scale = 1.0
+    cdef int blas_threads
     with nogil:
+        blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,
                            &g, num_threads)
         memset(&grads[0], 0, P * sizeof(real))
@@ -249,5 +254,6 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
                 scale = clip_norm / (norm + 1e-6)
         adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
               weight_decay, scale, num_threads)
+        _blas_threads_restore(blas_threads)
     free(batch)
     return loss / N

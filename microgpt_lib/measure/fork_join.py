@@ -1,7 +1,7 @@
 """What one OpenMP parallel region costs: waking the other threads and waiting for all (ch. 6).
 
-Every `prange` in fastops is a parallel region: the threads that sleep between regions
-(OMP_WAIT_POLICY=passive) are woken, share the loop, and meet at its end. With an almost empty
+Every `prange` in fastops is a parallel region: the threads that wait between regions (spinning
+briefly, then asleep) join in, share the loop, and meet at its end. With an almost empty
 loop (a STREAM copy of one element per thread) the time of a region is that overhead alone; a
 step that enters R regions pays about R times it, however little work each region holds.
 """
