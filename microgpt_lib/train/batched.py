@@ -28,6 +28,7 @@ from microgpt_lib.batches import EncodedDocs
 from microgpt_lib.flat_params import FlatParams
 from microgpt_lib.numerics import check_count, check_finite, check_lr, check_nonnegative
 from microgpt_lib.optim import FlatAdam
+from microgpt_lib.train.stop_requests import stop_requests
 from microgpt_lib.rungs.base import BatchedBackend
 from microgpt_lib.train.schedules import lr_at
 
@@ -145,43 +146,51 @@ def train_batched(
         history.val_losses.append(evaluate(backend, val_subset))
         history.val_seconds.append(clock)
 
-    limits = threadpool_limits(s.blas_threads, user_api="blas")
-    try:
-        for step in range(s.num_steps):
-            if s.order == "random":
-                index = rng.integers(0, len(train_docs), s.batch_size)
-            else:
-                index = np.arange(step * s.batch_size, (step + 1) * s.batch_size) % len(train_docs)
-            batch = train_docs.batch(index)
-            lr = lr_at(step, s.num_steps, s.base_lr, s.warmup, s.min_lr, s.decay)
-            t0 = time.perf_counter()
-            backend.grads.data.fill(0.0)
-            loss = backend.forward_backward(batch)
-            norm = grad_norm(backend.grads)
-            # before the update, so the weights stay those of the last good step
-            check_finite("loss", loss, step + 1, lr)
-            check_finite("gradient norm", norm, step + 1, lr)
-            if s.grad_clip is not None and norm > s.grad_clip:
-                backend.grads.data *= s.grad_clip / norm
-            optimizer.step(backend.grads, lr)
-            clock += time.perf_counter() - t0
-            history.losses.append(loss)
-            history.grad_norms.append(norm)
-            history.lrs.append(lr)
-            history.tokens.append(batch.num_tokens)
-            history.seconds.append(clock)
-            out_of_time = s.max_seconds is not None and clock > s.max_seconds
-            last = step == s.num_steps - 1 or out_of_time
-            if val_subset is not None and (step % s.eval_every == 0 or last):
-                validate(step)
-            bar.set_postfix_str(f"loss {loss:.4f}" + (
-                f" val {history.val_losses[-1]:.4f}" if history.val_losses else ""), refresh=False)
-            bar.update()
-            if out_of_time:
-                break
-    except KeyboardInterrupt:
+    def interrupted() -> None:
         history.interrupted = True
         print(f"interrupted after {len(history.losses)} of {s.num_steps} steps; history kept")
+
+    limits = threadpool_limits(s.blas_threads, user_api="blas")
+    try:
+        with stop_requests() as stop:
+            for step in range(s.num_steps):
+                if s.order == "random":
+                    index = rng.integers(0, len(train_docs), s.batch_size)
+                else:
+                    first = step * s.batch_size
+                    index = np.arange(first, first + s.batch_size) % len(train_docs)
+                batch = train_docs.batch(index)
+                lr = lr_at(step, s.num_steps, s.base_lr, s.warmup, s.min_lr, s.decay)
+                t0 = time.perf_counter()
+                backend.grads.data.fill(0.0)
+                loss = backend.forward_backward(batch)
+                norm = grad_norm(backend.grads)
+                # before the update, so the weights stay those of the last good step
+                check_finite("loss", loss, step + 1, lr)
+                check_finite("gradient norm", norm, step + 1, lr)
+                if s.grad_clip is not None and norm > s.grad_clip:
+                    backend.grads.data *= s.grad_clip / norm
+                optimizer.step(backend.grads, lr)
+                clock += time.perf_counter() - t0
+                history.losses.append(loss)
+                history.grad_norms.append(norm)
+                history.lrs.append(lr)
+                history.tokens.append(batch.num_tokens)
+                history.seconds.append(clock)
+                out_of_time = s.max_seconds is not None and clock > s.max_seconds
+                last = step == s.num_steps - 1 or out_of_time
+                if val_subset is not None and (step % s.eval_every == 0 or last):
+                    validate(step)
+                val = f" val {history.val_losses[-1]:.4f}" if history.val_losses else ""
+                bar.set_postfix_str(f"loss {loss:.4f}{val}", refresh=False)
+                bar.update()
+                if out_of_time:
+                    break
+                if stop.requested:  # Ctrl-C: the step is done, stop here
+                    interrupted()
+                    break
+    except KeyboardInterrupt:  # a second Ctrl-C, or outside the main thread
+        interrupted()
     finally:
         limits.restore_original_limits()
         bar.close()

@@ -14,11 +14,8 @@ resumes from its last saved checkpoint (saved at every validation).
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,7 @@ from microgpt_lib.scenarios import ScenarioData
 from microgpt_lib.train.text_data import DocumentBatches, WindowBatches, batches_of
 from microgpt_lib.train.batched import grad_norm
 from microgpt_lib.train.schedules import lr_at
+from microgpt_lib.train.stop_requests import stop_requests
 
 BACKENDS = ("numpy", "cython")
 DTYPES = ("float32", "float64")
@@ -271,31 +269,6 @@ class TextTrainer:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-@contextmanager
-def stop_requests() -> Iterator[Any]:
-    """A flag set by Ctrl-C (SIGINT) or SIGTERM while the block runs; a second Ctrl-C raises
-    KeyboardInterrupt at once. Outside the main thread signals cannot be caught: no flag is set."""
-    class Flag:
-        requested = False
-
-    flag = Flag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def request(signum: int, frame: Any) -> None:
-        if flag.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        flag.requested = True
-
-    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------------------------
