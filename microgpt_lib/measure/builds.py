@@ -2,7 +2,7 @@
 
 The repository's build is portable: baseline x86-64 plus an x86-64-v3 copy picked at import
 (fastops/__init__.py). What the opt-in flags (FASTOPS_NATIVE, FASTOPS_FAST_MATH) would add is a
-measurement, not a guess: `build_copy` compiles fastops with them in a scratch folder, and
+measurement, not a guess: `build_copies` compiles fastops with them in a scratch folder, and
 `time_cython` times the rung in a fresh process that imports that copy (or the repository's own
 build with FASTOPS_ISA forcing one of its two ISAs).
 """
@@ -21,30 +21,41 @@ from microgpt_lib.data import REPO_ROOT
 ROOT = REPO_ROOT
 
 
-def build_copy(dest: Path, flags: dict[str, str]) -> Path:
-    """Copy setup.py and fastops' sources to `dest`, build there with `flags` set; returns dest.
+def build_copies(scratch: Path, flag_sets: dict[str, dict[str, str]]) -> dict[str, Path]:
+    """Build one copy of fastops per flag set in `scratch`, all at once; returns label -> folder.
 
-    flags: environment variables of setup.py, e.g. {"FASTOPS_NATIVE": "1"}. Only the kernels
-    (`_gpt`) are built: the copy is imported to time the rung, nothing else. Raises RuntimeError
-    with the compiler's output if the build fails.
+    flag_sets: label -> environment variables of setup.py, e.g. {"native": {"FASTOPS_NATIVE":
+    "1"}}. Each copy holds setup.py and fastops' sources and builds only the kernels (`_gpt`): it
+    is imported to time the rung, nothing else. One build is one compiler process, so the builds
+    run side by side, one per core. Raises RuntimeError with the compiler's output if any fails.
     """
-    (dest / "fastops").mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "setup.py", dest)
-    for source in (ROOT / "fastops").glob("*.p[yx]*"):  # .py, .pyx and the .pxi it includes
-        shutil.copy(source, dest / "fastops")
-    done = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-j", "2"],
-                          cwd=dest, env={**os.environ, "FASTOPS_MODULES": "_gpt", **flags},
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"building fastops with {flags} failed:\n{done.stderr[-3000:]}")
-    return dest
+    running = {}
+    for k, (label, flags) in enumerate(flag_sets.items()):
+        dest = Path(scratch) / f"build{k}"
+        (dest / "fastops").mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "setup.py", dest)
+        for source in (ROOT / "fastops").glob("*.p[yx]*"):  # .py, .pyx and the .pxi it includes
+            shutil.copy(source, dest / "fastops")
+        process = subprocess.Popen(
+            [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest,
+            env={**os.environ, "FASTOPS_MODULES": "_gpt", **flags},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        running[label] = (dest, flags, process)
+    failures = []
+    for label, (dest, flags, process) in running.items():
+        _, stderr = process.communicate()
+        if process.returncode != 0:
+            failures.append(f"building fastops with {flags} failed:\n{stderr[-3000:]}")
+    if failures:
+        raise RuntimeError("\n".join(failures))
+    return {label: dest for label, (dest, _, _) in running.items()}
 
 
 def time_cython(configs: list[str], build: Path | None = None, isa: str = "auto",
                 steps: int = 200, max_seconds: float = 5.0) -> dict[str, float]:
     """Median ms per training step of the `cython` rung on each config, in a fresh process.
 
-    build: a folder made by build_copy (None: the repository's build); isa: FASTOPS_ISA for it.
+    build: a folder made by build_copies (None: the repository's build); isa: FASTOPS_ISA for it.
     Matrix products run in fastops' own loops (FASTOPS_BLAS=0 in the subprocess).
     """
     path = [str(build)] if build is not None else []
