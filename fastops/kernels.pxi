@@ -357,16 +357,18 @@ cdef void matmul_forward(real* out,           # (N, OC)
 
 
 cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added to (accumulate)
-                          real* dweight,       # (OC, C), added to
+                          real* dweight,       # (OC, C), added to, or overwritten
                           const real* dout,    # (N, OC)
                           const real* inp,     # (N, C)
                           const real* weight,  # (OC, C)
                           Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, bint accumulate,
-                          int nthreads) noexcept nogil:
-    """dweight += dout^T @ inp; dinp (+)= dout @ weight.
+                          int nthreads, bint accumulate_dweight=True) noexcept nogil:
+    """dweight (+)= dout^T @ inp; dinp (+)= dout @ weight. Overwriting dweight
+    (accumulate_dweight false) spares zeroing the gradients first and reading the zeros back.
     With threads and BLAS, thread b owns a slab of rows of dweight and a slab of rows of dinp."""
     cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
     cdef real beta = 1.0 if accumulate else 0.0
+    cdef real beta_w = 1.0 if accumulate_dweight else 0.0
     if _use_blas(dweight, N, C, OC):
         if (nthreads > 1 and N >= 8 * nthreads and OC >= 8 * nthreads
                 and N * C * OC >= _parallel_min_flops):
@@ -375,17 +377,17 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
                 o0 = blk * part_o
                 o1 = min(OC, o0 + part_o)
-                _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, 1.0,
+                _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, beta_w,
                       dweight + o0 * C, C)
                 r0 = blk * part_n
                 r1 = min(N, r0 + part_n)
                 _blas(NO_TRANS, NO_TRANS, r1 - r0, C, OC, dout + r0 * OC, OC, weight, C,
                       beta, dinp + r0 * C, C)
         else:
-            _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, 1.0, dweight, C)
+            _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, beta_w, dweight, C)
             _blas(NO_TRANS, NO_TRANS, N, C, OC, dout, OC, weight, C, beta, dinp, C)
         return
-    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, True, nthreads)
+    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, accumulate_dweight, True, nthreads)
     _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, False, nthreads)
 
 
