@@ -138,11 +138,12 @@ cdef extern from *:
     #define FASTOPS_VEC_BYTES 16
     #endif
     #define FASTOPS_SMALL_PRODUCTS(T, NAME) \\
-    /* out rows m0..m1-1 (Nn columns) += A @ B; A's (m, k) at a[m*sam + k*sak], B is (K, Nn).  \\
-       The sums over k run in order, as plain loops add them. */                              \\
+    /* out rows m0..m1-1 (Nn columns) (+)= A @ B; A's (m, k) at a[m*sam + k*sak], B is       \\
+       (K, Nn). The sums over k run in order, as plain loops add them (after out's old value  \\
+       when accumulating; else out is only written). */                                        \\
     static void NAME##_gemm_rows(T* out, const T* a, Py_ssize_t sam, Py_ssize_t sak,         \\
                                  const T* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,      \\
-                                 Py_ssize_t Nn) {                                             \\
+                                 Py_ssize_t Nn, int accumulate) {                             \\
         typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                        \\
         enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES };                       \\
         for (Py_ssize_t m = m0; m < m1; m += 4) {                                             \\
@@ -152,7 +153,7 @@ cdef extern from *:
                 vec acc[4][NV];                                                               \\
                 for (int i = 0; i < 4; i++)                                                   \\
                     for (int v = 0; v < NV; v++) {                                            \\
-                        if (i < nm)                                                           \\
+                        if (accumulate && i < nm)                                             \\
                             __builtin_memcpy(&acc[i][v], out + (m + i) * Nn + j + v * LANES,  \\
                                              sizeof(vec));                                    \\
                         else                                                                  \\
@@ -174,7 +175,7 @@ cdef extern from *:
             }                                                                                 \\
             for (int i = 0; i < nm; i++)  /* the last Nn % 8 columns */                       \\
                 for (Py_ssize_t jj = j; jj < Nn; jj++) {                                      \\
-                    T s = out[(m + i) * Nn + jj];                                             \\
+                    T s = accumulate ? out[(m + i) * Nn + jj] : (T)0;                         \\
                     for (Py_ssize_t k = 0; k < K; k++)                                        \\
                         s += a[(m + i) * sam + k * sak] * b[k * Nn + jj];                     \\
                     out[(m + i) * Nn + jj] = s;                                               \\
@@ -229,9 +230,9 @@ cdef extern from *:
     FASTOPS_SMALL_PRODUCTS(double, fastops_d)
     """
     void fastops_s_gemm_rows(float*, const float*, Py_ssize_t, Py_ssize_t, const float*,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int) noexcept nogil
     void fastops_d_gemm_rows(double*, const double*, Py_ssize_t, Py_ssize_t, const double*,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int) noexcept nogil
     void fastops_s_matmul_forward_cols(float*, const float*, const float*, Py_ssize_t,
                                        Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                        Py_ssize_t) noexcept nogil
@@ -242,15 +243,15 @@ cdef extern from *:
 
 cdef inline void _gemm_rows_blocked(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
                                     const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
-                                    Py_ssize_t Nn) noexcept nogil:
-    """Rows m0..m1 of out += A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
+                                    Py_ssize_t Nn, bint accumulate) noexcept nogil:
+    """Rows m0..m1 of out (+)= A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
     dW = dout^T @ x use this loop too), in blocks of 4 rows x 8 columns held in registers. B is
     read in strips of 8 columns: best when B is small and already in cache (dW's B is the
     layer's input)."""
     if real is float:
-        fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
+        fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn, accumulate)
     else:
-        fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
+        fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn, accumulate)
 
 
 cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
@@ -259,13 +260,12 @@ cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, 
     """out (M, Nn) (+)= A @ B with hand-written loops, in register blocks; blocks of 4 rows
     shared among threads."""
     cdef Py_ssize_t blk, nblk = (M + 3) // 4
-    if not accumulate:
-        memset(out, 0, M * Nn * sizeof(real))
     if nthreads > 1 and M * K * Nn >= _parallel_min_flops and nblk > 1:
         for blk in prange(nblk, num_threads=nthreads, schedule="static"):
-            _gemm_rows_blocked(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
+            _gemm_rows_blocked(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn,
+                               accumulate)
     else:
-        _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn)
+        _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn, accumulate)
 
 
 cdef enum:
