@@ -203,13 +203,17 @@ cdef extern from *:
                 for (Py_ssize_t o = o0; o < o1; o += 4) {                                     \\
                     int no = o1 - o < 4 ? (int)(o1 - o) : 4;                                  \\
                     const T* wr[4];                                                           \\
+                    const T* next[4];  /* the next block's rows, fetched ahead of their use */\\
                     vec acc[4][NV];                                                           \\
                     for (int i = 0; i < 4; i++) {                                             \\
                         wr[i] = weight + (o + (i < no ? i : 0)) * C + k0;                     \\
+                        next[i] = o + 4 + i < o1 ? wr[i] + 4 * C : wr[i];                     \\
                         for (int v = 0; v < NV; v++) acc[i][v] = (vec){0};                    \\
                     }                                                                         \\
                     for (Py_ssize_t k = 0; k < kn; k++) {                                     \\
                         vec xv[NV];                                                           \\
+                        if ((k & 7) == 0)  /* one cache line of each row per 8 doubles */     \\
+                            for (int i = 0; i < 4; i++) __builtin_prefetch(next[i] + k);      \\
                         for (int v = 0; v < NV; v++)                                          \\
                             __builtin_memcpy(&xv[v], xt + k * 8 + v * LANES, sizeof(vec));    \\
                         for (int i = 0; i < 4; i++) {                                         \\
@@ -320,8 +324,10 @@ cdef extern from *:
                         __builtin_memcpy(acc[i], res[i], sizeof(acc[i]));                      \\
                     }                                                                          \\
                     const T* w = weight + k0 * C + c;                                          \\
+                    Py_ssize_t ahead = c + 8 < C ? 8 : 0;  /* the next pass's cache line */    \\
                     for (Py_ssize_t k = 0; k < kn; k++, w += C) {                              \\
                         vec dv[NV];                                                            \\
+                        __builtin_prefetch(w + ahead);                                         \\
                         for (int v = 0; v < NV; v++)                                           \\
                             __builtin_memcpy(&dv[v], dt + k * 8 + v * LANES, sizeof(vec));     \\
                         for (int i = 0; i < 4; i++) {                                          \\
