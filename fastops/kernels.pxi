@@ -151,6 +151,8 @@ cdef extern from *:
             Py_ssize_t j = 0;                                                                 \\
             for (; j + 8 <= Nn; j += 8) {                                                     \\
                 vec acc[4][NV];                                                               \\
+                for (int i = 0; i < 4; i++)  /* the next block's rows, fetched ahead */       \\
+                    if (m + 4 + i < m1) __builtin_prefetch(out + (m + 4 + i) * Nn + j, 1);    \\
                 for (int i = 0; i < 4; i++)                                                   \\
                     for (int v = 0; v < NV; v++) {                                            \\
                         if (accumulate && i < nm)                                             \\
