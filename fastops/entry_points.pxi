@@ -241,19 +241,29 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     cdef int64_t* batch = _checked_batch(tokens, targets, cu_seqlens, &g)
     cdef double loss, norm, scale = 1.0
     cdef int blas_threads
+    cdef AdamWStep opt
+    opt.t, opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay = (t, lr, beta1, beta2, eps,
+                                                                      weight_decay)
+    # Without clipping, on one thread, the backward updates each weight as soon as its gradient
+    # is complete. Clipping needs the whole gradient's norm first; with threads, one update per
+    # weight would be one parallel region per weight.
+    cdef bint fused = clip_norm == 0 and num_threads == 1
     with nogil:
         blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,
                            &g, num_threads)
-        memset(&grads[0], 0, P * sizeof(real))
-        gpt_backward(&params[0], &grads[0], &acts[0], batch, batch + N, batch + 2 * N,
-                     batch + 3 * N, &g, num_threads)
-        if clip_norm > 0:
-            norm = grad_norm(&grads[0], P, num_threads)
-            if norm > clip_norm:
-                scale = clip_norm / (norm + 1e-6)
-        adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
-              weight_decay, scale, num_threads)
+        if fused:
+            gpt_backward(&params[0], &grads[0], &acts[0], batch, batch + N, batch + 2 * N,
+                         batch + 3 * N, &g, num_threads, True, &opt, &m[0], &v[0])
+        else:
+            gpt_backward(&params[0], &grads[0], &acts[0], batch, batch + N, batch + 2 * N,
+                         batch + 3 * N, &g, num_threads, True)
+            if clip_norm > 0:
+                norm = grad_norm(&grads[0], P, num_threads)
+                if norm > clip_norm:
+                    scale = clip_norm / (norm + 1e-6)
+            adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
+                  weight_decay, scale, num_threads)
         _blas_threads_restore(blas_threads)
     free(batch)
     return loss / N

@@ -118,7 +118,8 @@ cdef void rmsnorm_backward(real* dx,          # (N, C), added to
 
 # ----------------------------------------------------------------------------------------------
 # matmul: out = inp @ weight^T, the one primitive of every linear layer (no biases in this GPT).
-# The backward needs general products out (M, Nn) (+)= A (M, K) @ B (K, Nn): _gemm_loops.
+# The weight gradient needs general products out (M, Nn) (+)= A (M, K) @ B (K, Nn): _gemm_loops;
+# the input gradient has a kernel of its own, shaped like the forward's.
 #
 # Small products in registers (the sizes of one name per step, where BLAS' set-up costs more
 # than it saves). A vector register holds 4 doubles or 8 floats with AVX2, 2 or 4 with SSE2
@@ -137,11 +138,12 @@ cdef extern from *:
     #define FASTOPS_VEC_BYTES 16
     #endif
     #define FASTOPS_SMALL_PRODUCTS(T, NAME) \\
-    /* out rows m0..m1-1 (Nn columns) += A @ B; A's (m, k) at a[m*sam + k*sak], B is (K, Nn).  \\
-       The sums over k run in order, as plain loops add them. */                              \\
+    /* out rows m0..m1-1 (Nn columns) (+)= A @ B; A's (m, k) at a[m*sam + k*sak], B is       \\
+       (K, Nn). The sums over k run in order, as plain loops add them (after out's old value  \\
+       when accumulating; else out is only written). */                                        \\
     static void NAME##_gemm_rows(T* out, const T* a, Py_ssize_t sam, Py_ssize_t sak,         \\
                                  const T* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,      \\
-                                 Py_ssize_t Nn) {                                             \\
+                                 Py_ssize_t Nn, int accumulate) {                             \\
         typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                        \\
         enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES };                       \\
         for (Py_ssize_t m = m0; m < m1; m += 4) {                                             \\
@@ -149,9 +151,11 @@ cdef extern from *:
             Py_ssize_t j = 0;                                                                 \\
             for (; j + 8 <= Nn; j += 8) {                                                     \\
                 vec acc[4][NV];                                                               \\
+                for (int i = 0; i < 4; i++)  /* the next block's rows, fetched ahead */       \\
+                    if (m + 4 + i < m1) __builtin_prefetch(out + (m + 4 + i) * Nn + j, 1);    \\
                 for (int i = 0; i < 4; i++)                                                   \\
                     for (int v = 0; v < NV; v++) {                                            \\
-                        if (i < nm)                                                           \\
+                        if (accumulate && i < nm)                                             \\
                             __builtin_memcpy(&acc[i][v], out + (m + i) * Nn + j + v * LANES,  \\
                                              sizeof(vec));                                    \\
                         else                                                                  \\
@@ -173,7 +177,7 @@ cdef extern from *:
             }                                                                                 \\
             for (int i = 0; i < nm; i++)  /* the last Nn % 8 columns */                       \\
                 for (Py_ssize_t jj = j; jj < Nn; jj++) {                                      \\
-                    T s = out[(m + i) * Nn + jj];                                             \\
+                    T s = accumulate ? out[(m + i) * Nn + jj] : (T)0;                         \\
                     for (Py_ssize_t k = 0; k < K; k++)                                        \\
                         s += a[(m + i) * sam + k * sak] * b[k * Nn + jj];                     \\
                     out[(m + i) * Nn + jj] = s;                                               \\
@@ -201,13 +205,17 @@ cdef extern from *:
                 for (Py_ssize_t o = o0; o < o1; o += 4) {                                     \\
                     int no = o1 - o < 4 ? (int)(o1 - o) : 4;                                  \\
                     const T* wr[4];                                                           \\
+                    const T* next[4];  /* the next block's rows, fetched ahead of their use */\\
                     vec acc[4][NV];                                                           \\
                     for (int i = 0; i < 4; i++) {                                             \\
                         wr[i] = weight + (o + (i < no ? i : 0)) * C + k0;                     \\
+                        next[i] = o + 4 + i < o1 ? wr[i] + 4 * C : wr[i];                     \\
                         for (int v = 0; v < NV; v++) acc[i][v] = (vec){0};                    \\
                     }                                                                         \\
                     for (Py_ssize_t k = 0; k < kn; k++) {                                     \\
                         vec xv[NV];                                                           \\
+                        if ((k & 7) == 0)  /* one cache line of each row per 8 doubles */     \\
+                            for (int i = 0; i < 4; i++) __builtin_prefetch(next[i] + k);      \\
                         for (int v = 0; v < NV; v++)                                          \\
                             __builtin_memcpy(&xv[v], xt + k * 8 + v * LANES, sizeof(vec));    \\
                         for (int i = 0; i < 4; i++) {                                         \\
@@ -228,9 +236,9 @@ cdef extern from *:
     FASTOPS_SMALL_PRODUCTS(double, fastops_d)
     """
     void fastops_s_gemm_rows(float*, const float*, Py_ssize_t, Py_ssize_t, const float*,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int) noexcept nogil
     void fastops_d_gemm_rows(double*, const double*, Py_ssize_t, Py_ssize_t, const double*,
-                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+                             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, int) noexcept nogil
     void fastops_s_matmul_forward_cols(float*, const float*, const float*, Py_ssize_t,
                                        Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                        Py_ssize_t) noexcept nogil
@@ -241,80 +249,29 @@ cdef extern from *:
 
 cdef inline void _gemm_rows_blocked(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak,
                                     const real* b, Py_ssize_t m0, Py_ssize_t m1, Py_ssize_t K,
-                                    Py_ssize_t Nn) noexcept nogil:
-    """Rows m0..m1 of out += A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
+                                    Py_ssize_t Nn, bint accumulate) noexcept nogil:
+    """Rows m0..m1 of out (+)= A @ B (A's element (m, k) is a[m*sam + k*sak]: strides let
     dW = dout^T @ x use this loop too), in blocks of 4 rows x 8 columns held in registers. B is
     read in strips of 8 columns: best when B is small and already in cache (dW's B is the
     layer's input)."""
     if real is float:
-        fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
+        fastops_s_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn, accumulate)
     else:
-        fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn)
-
-
-cdef inline void _gemm_rows_streaming(real* out, const real* a, Py_ssize_t sam,
-                                      Py_ssize_t sak, const real* b, Py_ssize_t m0,
-                                      Py_ssize_t m1, Py_ssize_t K, Py_ssize_t Nn) noexcept nogil:
-    """Rows m0..m1 of out += A @ B; four rows at a time so each row of B is loaded once for four.
-
-    The inner loop is an axpy over a whole contiguous row of B, which the compiler vectorises
-    without reordering sums: B streams through in memory order, which suits a large B that
-    comes from L3 or DRAM (dx = dout @ weight), where the register blocks' column strips stall.
-    """
-    cdef Py_ssize_t m, k, j, r
-    cdef real a0, a1, a2, a3, bj
-    cdef real *o0
-    cdef real *o1
-    cdef real *o2
-    cdef real *o3
-    cdef const real* brow
-    m = m0
-    while m + 4 <= m1:
-        o0 = out + m * Nn
-        o1 = o0 + Nn
-        o2 = o1 + Nn
-        o3 = o2 + Nn
-        for k in range(K):
-            a0 = a[m * sam + k * sak]
-            a1 = a[(m + 1) * sam + k * sak]
-            a2 = a[(m + 2) * sam + k * sak]
-            a3 = a[(m + 3) * sam + k * sak]
-            brow = b + k * Nn
-            for j in range(Nn):
-                bj = brow[j]
-                o0[j] += a0 * bj
-                o1[j] += a1 * bj
-                o2[j] += a2 * bj
-                o3[j] += a3 * bj
-        m += 4
-    if m < m1:  # the last 1-3 rows, in one more pass over B
-        for k in range(K):
-            brow = b + k * Nn
-            for r in range(m, m1):
-                o0 = out + r * Nn
-                a0 = a[r * sam + k * sak]
-                for j in range(Nn):
-                    o0[j] += a0 * brow[j]
+        fastops_d_gemm_rows(out, a, sam, sak, b, m0, m1, K, Nn, accumulate)
 
 
 cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, const real* b,
-                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate, bint blocked,
+                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t Nn, bint accumulate,
                       int nthreads) noexcept nogil:
-    """out (M, Nn) (+)= A @ B with hand-written loops, in register blocks (`blocked`, for a small
-    B) or streaming B row by row; blocks of 4 rows shared among threads."""
+    """out (M, Nn) (+)= A @ B with hand-written loops, in register blocks; blocks of 4 rows
+    shared among threads."""
     cdef Py_ssize_t blk, nblk = (M + 3) // 4
-    if not accumulate:
-        memset(out, 0, M * Nn * sizeof(real))
     if nthreads > 1 and M * K * Nn >= _parallel_min_flops and nblk > 1:
         for blk in prange(nblk, num_threads=nthreads, schedule="static"):
-            if blocked:
-                _gemm_rows_blocked(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
-            else:
-                _gemm_rows_streaming(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn)
-    elif blocked:
-        _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn)
+            _gemm_rows_blocked(out, a, sam, sak, b, 4 * blk, min(4 * blk + 4, M), K, Nn,
+                               accumulate)
     else:
-        _gemm_rows_streaming(out, a, sam, sak, b, 0, M, K, Nn)
+        _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn, accumulate)
 
 
 cdef enum:
@@ -329,6 +286,94 @@ cdef inline void _matmul_forward_cols(real* out, const real* inp, const real* we
         fastops_s_matmul_forward_cols(out, inp, weight, N, o0, o1, C, OC)
     else:
         fastops_d_matmul_forward_cols(out, inp, weight, N, o0, o1, C, OC)
+
+
+# The input gradient dinp = dout @ weight, in registers as the forward is: tokens in the lanes
+# of a vector, so that each weight multiplies 8 tokens at once and the sums need no reordering.
+
+cdef extern from *:
+    """
+    #define FASTOPS_INPUT_GRADIENT(T, NAME)                                                    \\
+    /* Columns c0..c1-1 of dinp (N, C) (+)= dout (N, OC) @ weight (OC, C). Tokens go 8 at a    \\
+       time: their output gradients are transposed into dt (KB x 8, on the stack), so that     \\
+       weight[o, c] multiplies a vector of 8 tokens, for 4 columns c at once; the weights are  \\
+       read row after row. The sum over o runs in order (after dinp's old value when          \\
+       accumulating), as the plain loop adds it. */                                            \\
+    static void NAME##_matmul_backward_input_cols(T* dinp, const T* dout, const T* weight,     \\
+                                                  Py_ssize_t N, Py_ssize_t c0, Py_ssize_t c1,  \\
+                                                  Py_ssize_t C, Py_ssize_t OC, int accumulate) { \\
+        typedef T vec __attribute__((vector_size(FASTOPS_VEC_BYTES)));                         \\
+        enum { LANES = FASTOPS_VEC_BYTES / sizeof(T), NV = 8 / LANES, KB = 512 };              \\
+        T dt[KB * 8];                                                                          \\
+        T res[4][8];                                                                           \\
+        for (Py_ssize_t t0 = 0; t0 < N; t0 += 8) {                                             \\
+            Py_ssize_t nt = N - t0 < 8 ? N - t0 : 8;                                           \\
+            for (Py_ssize_t k0 = 0; k0 < OC; k0 += KB) {                                       \\
+                Py_ssize_t kn = OC - k0 < KB ? OC - k0 : KB;                                   \\
+                int add = accumulate || k0 > 0;                                                \\
+                for (Py_ssize_t k = 0; k < kn; k++)                                            \\
+                    for (Py_ssize_t t = 0; t < 8; t++)                                         \\
+                        dt[k * 8 + t] = t < nt ? dout[(t0 + t) * OC + k0 + k] : (T)0;          \\
+                for (Py_ssize_t c = c0; c < c1; c += 4) {                                      \\
+                    int nc = c1 - c < 4 ? (int)(c1 - c) : 4;                                   \\
+                    Py_ssize_t ix[4];  /* past the last column, repeat the first */            \\
+                    vec acc[4][NV];                                                            \\
+                    for (int i = 0; i < 4; i++) {                                              \\
+                        ix[i] = i < nc ? i : 0;                                                \\
+                        for (int t = 0; t < 8; t++)                                            \\
+                            res[i][t] = add && i < nc && t < nt                                \\
+                                ? dinp[(t0 + t) * C + c + i] : (T)0;                           \\
+                        __builtin_memcpy(acc[i], res[i], sizeof(acc[i]));                      \\
+                    }                                                                          \\
+                    const T* w = weight + k0 * C + c;                                          \\
+                    Py_ssize_t ahead = c + 8 < C ? 8 : 0;  /* the next pass's cache line */    \\
+                    for (Py_ssize_t k = 0; k < kn; k++, w += C) {                              \\
+                        vec dv[NV];                                                            \\
+                        __builtin_prefetch(w + ahead);                                         \\
+                        for (int v = 0; v < NV; v++)                                           \\
+                            __builtin_memcpy(&dv[v], dt + k * 8 + v * LANES, sizeof(vec));     \\
+                        for (int i = 0; i < 4; i++) {                                          \\
+                            T wi = w[ix[i]];                                                   \\
+                            for (int v = 0; v < NV; v++) acc[i][v] += wi * dv[v];              \\
+                        }                                                                      \\
+                    }                                                                          \\
+                    for (int i = 0; i < 4; i++) __builtin_memcpy(res[i], acc[i], sizeof(acc[i])); \\
+                    for (Py_ssize_t t = 0; t < nt; t++)                                        \\
+                        for (int i = 0; i < nc; i++)                                           \\
+                            dinp[(t0 + t) * C + c + i] = res[i][t];                            \\
+                }                                                                              \\
+            }                                                                                  \\
+        }                                                                                      \\
+    }
+    FASTOPS_INPUT_GRADIENT(float, fastops_s)
+    FASTOPS_INPUT_GRADIENT(double, fastops_d)
+    """
+    void fastops_s_matmul_backward_input_cols(float*, const float*, const float*, Py_ssize_t,
+                                              Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                              int) noexcept nogil
+    void fastops_d_matmul_backward_input_cols(double*, const double*, const double*, Py_ssize_t,
+                                              Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                              int) noexcept nogil
+
+
+cdef void _matmul_backward_input(real* dinp, const real* dout, const real* weight, Py_ssize_t N,
+                                 Py_ssize_t C, Py_ssize_t OC, bint accumulate,
+                                 int nthreads) noexcept nogil:
+    """dinp (N, C) (+)= dout (N, OC) @ weight (OC, C) in our loops; threads share blocks of 16
+    columns."""
+    cdef Py_ssize_t blk, nblk = (C + 15) // 16
+    if nthreads > 1 and N * C * OC >= _parallel_min_flops and nblk > 1:
+        for blk in prange(nblk, num_threads=nthreads, schedule="static"):
+            if real is float:
+                fastops_s_matmul_backward_input_cols(dinp, dout, weight, N, 16 * blk,
+                                                     min(16 * blk + 16, C), C, OC, accumulate)
+            else:
+                fastops_d_matmul_backward_input_cols(dinp, dout, weight, N, 16 * blk,
+                                                     min(16 * blk + 16, C), C, OC, accumulate)
+    elif real is float:
+        fastops_s_matmul_backward_input_cols(dinp, dout, weight, N, 0, C, C, OC, accumulate)
+    else:
+        fastops_d_matmul_backward_input_cols(dinp, dout, weight, N, 0, C, C, OC, accumulate)
 
 
 cdef void matmul_forward(real* out,           # (N, OC)
@@ -357,16 +402,18 @@ cdef void matmul_forward(real* out,           # (N, OC)
 
 
 cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added to (accumulate)
-                          real* dweight,       # (OC, C), added to
+                          real* dweight,       # (OC, C), added to, or overwritten
                           const real* dout,    # (N, OC)
                           const real* inp,     # (N, C)
                           const real* weight,  # (OC, C)
                           Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, bint accumulate,
-                          int nthreads) noexcept nogil:
-    """dweight += dout^T @ inp; dinp (+)= dout @ weight.
+                          int nthreads, bint accumulate_dweight=True) noexcept nogil:
+    """dweight (+)= dout^T @ inp; dinp (+)= dout @ weight. Overwriting dweight
+    (accumulate_dweight false) spares zeroing the gradients first and reading the zeros back.
     With threads and BLAS, thread b owns a slab of rows of dweight and a slab of rows of dinp."""
     cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
     cdef real beta = 1.0 if accumulate else 0.0
+    cdef real beta_w = 1.0 if accumulate_dweight else 0.0
     if _use_blas(dweight, N, C, OC):
         if (nthreads > 1 and N >= 8 * nthreads and OC >= 8 * nthreads
                 and N * C * OC >= _parallel_min_flops):
@@ -375,18 +422,18 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
                 o0 = blk * part_o
                 o1 = min(OC, o0 + part_o)
-                _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, 1.0,
+                _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, beta_w,
                       dweight + o0 * C, C)
                 r0 = blk * part_n
                 r1 = min(N, r0 + part_n)
                 _blas(NO_TRANS, NO_TRANS, r1 - r0, C, OC, dout + r0 * OC, OC, weight, C,
                       beta, dinp + r0 * C, C)
         else:
-            _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, 1.0, dweight, C)
+            _blas(TRANS, NO_TRANS, OC, C, N, dout, OC, inp, C, beta_w, dweight, C)
             _blas(NO_TRANS, NO_TRANS, N, C, OC, dout, OC, weight, C, beta, dinp, C)
         return
-    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, True, True, nthreads)
-    _gemm_loops(dinp, dout, OC, 1, weight, N, OC, C, accumulate, False, nthreads)
+    _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, accumulate_dweight, nthreads)
+    _matmul_backward_input(dinp, dout, weight, N, C, OC, accumulate, nthreads)
 
 
 # ----------------------------------------------------------------------------------------------

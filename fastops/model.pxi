@@ -249,15 +249,43 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
                                         acts + A.logits.offset, targets, N, g.V)
 
 
+cdef struct AdamWStep:  # the settings of one AdamW update (gpt_backward can apply it)
+    int64_t t
+    double lr
+    double beta1
+    double beta2
+    double eps
+    double weight_decay
+
+
+cdef inline void _update_tensor(real* params, const real* grads, real* m, real* v,
+                                const AdamWStep* opt, int64_t offset, int64_t size,
+                                int nthreads) noexcept nogil:
+    """AdamW on one tensor of the flat buffers (offset, size), if gpt_backward was given opt."""
+    if opt != NULL:
+        adamw(params + offset, grads + offset, m + offset, v + offset, size, opt.t, opt.lr,
+              opt.beta1, opt.beta2, opt.eps, opt.weight_decay, 1.0, nthreads)
+
+
 cdef void gpt_backward(real* params,               # (P,)
-                       real* grads,                # (P,) added to
+                       real* grads,                # (P,) added to, or overwritten
                        real* acts,                 # as gpt_forward left it
                        const int64_t* tokens,      # (N,)
                        const int64_t* targets,     # (N,)
                        const int64_t* pos,         # (N,)
                        const int64_t* cu_seqlens,  # (B+1,)
-                       const GPT* g, int nthreads) noexcept nogil:
-    """Backward of the mean loss over the N tokens; adds its gradient into grads (+=)."""
+                       const GPT* g, int nthreads,
+                       bint overwrite=False,       # grads = the gradient, not grads +=
+                       const AdamWStep* opt=NULL,  # if given: AdamW on each weight, in place
+                       real* m=NULL,               # (P,) AdamW's moments, with opt
+                       real* v=NULL) noexcept nogil:
+    """Backward of the mean loss over the N tokens; adds its gradient into grads (+=), or
+    writes it there (overwrite: no need to zero grads first).
+
+    With `opt`, each weight gets its AdamW update as soon as its gradient is complete, while the
+    weight and its gradient are still in cache (a separate pass over all the parameters would
+    fetch them again from far memory); the numbers are those of one update after the backward.
+    """
     cdef const ParameterTensors* P = &g.params
     cdef const ActivationTensors* A = &g.acts
     cdef int64_t l, N = g.N, C = g.C, wl, al
@@ -295,8 +323,10 @@ cdef void gpt_backward(real* params,               # (P,)
     cdef real *l_fch
     softmax_crossentropy_backward(dlogits, acts + A.probs.offset, targets, <real>(1.0 / N), N,
                                   g.V)
+    cdef bint acc = not overwrite
     matmul_backward(dres, grads + P.lm_head.offset, dlogits, acts + A.res_out.offset,
-                    params + P.lm_head.offset, N, C, g.V, False, nthreads)
+                    params + P.lm_head.offset, N, C, g.V, False, nthreads, acc)
+    _update_tensor(params, grads, m, v, opt, P.lm_head.offset, g.V * C, nthreads)
     l = g.L - 1
     while l >= 0:
         wl = l * P.layer_size
@@ -326,23 +356,35 @@ cdef void gpt_backward(real* params,               # (P,)
         l_rstd2 = acts + al + A.layer.rstd2.offset
         l_fch = acts + al + A.layer.fch.offset
         # MLP block: dres is the gradient of the block's output; it flows to res_mid unchanged.
-        matmul_backward(dfch, l_dfc2, dres, l_fch, l_fc2, N, 4 * C, C, False, nthreads)
+        matmul_backward(dfch, l_dfc2, dres, l_fch, l_fc2, N, 4 * C, C, False, nthreads, acc)
+        _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, 4 * C * C,
+                       nthreads)
         relu_backward(dfch, dfch, l_fch, 4 * N * C)
-        matmul_backward(dln, l_dfc1, dfch, l_ln2, l_fc1, N, C, 4 * C, False, nthreads)
+        matmul_backward(dln, l_dfc1, dfch, l_ln2, l_fc1, N, C, 4 * C, False, nthreads, acc)
+        _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C * C,
+                       nthreads)
         rmsnorm_backward(dres, dln, l_res_mid, l_rstd2, N, C)
         # attention block
-        matmul_backward(datty, l_dwo, dres, l_atty, l_wo, N, C, C, False, nthreads)
+        matmul_backward(datty, l_dwo, dres, l_atty, l_wo, N, C, C, False, nthreads, acc)
+        _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C * C, nthreads)
         memset(dq, 0, N * C * sizeof(real))
         memset(dk, 0, N * C * sizeof(real))
         memset(dv, 0, N * C * sizeof(real))
         attention_backward(dq, dk, dv, acts + A.dpre.offset, datty, l_q, l_k, l_v, l_att,
                            cu_seqlens, g.B, C, g.NH, g.block, g.NH * g.block, g.block, nthreads)
-        matmul_backward(dln, l_dwq, dq, l_ln1, l_wq, N, C, C, False, nthreads)
-        matmul_backward(dln, l_dwk, dk, l_ln1, l_wk, N, C, C, True, nthreads)
-        matmul_backward(dln, l_dwv, dv, l_ln1, l_wv, N, C, C, True, nthreads)
+        matmul_backward(dln, l_dwq, dq, l_ln1, l_wq, N, C, C, False, nthreads, acc)
+        matmul_backward(dln, l_dwk, dk, l_ln1, l_wk, N, C, C, True, nthreads, acc)
+        matmul_backward(dln, l_dwv, dv, l_ln1, l_wv, N, C, C, True, nthreads, acc)
+        # wq, wk, wv lie one after the other: one update for the three
+        _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wq.offset, 3 * C * C,
+                       nthreads)
         rmsnorm_backward(dres, dln, l_resid, l_rstd1, N, C)
         l -= 1
     # dres is now the gradient of rmsnorm(embedding): back through the first norm and the tables
     memset(dln, 0, N * C * sizeof(real))
     rmsnorm_backward(dln, dres, acts + A.emb.offset, acts + A.rstd0.offset, N, C)
+    if overwrite:  # the tables' gradients are sums over tokens: they start from zero
+        memset(grads + P.wte.offset, 0, (P.lm_head.offset - P.wte.offset) * sizeof(real))
     encoder_backward(grads + P.wte.offset, grads + P.wpe.offset, dln, tokens, pos, N, C)
+    _update_tensor(params, grads, m, v, opt, P.wte.offset, P.lm_head.offset - P.wte.offset,
+                   nthreads)

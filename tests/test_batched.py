@@ -196,3 +196,16 @@ def test_fresh_process_throughput_reports_real_tokens():
     for keep in (False, True):
         t = fresh_process_throughput("e16_L1_b8", 4, steps=2, keep_freed=keep)
         assert t.batch_size == 4 and t.median_ms > 0 and t.tokens_per_second > 0
+
+
+@pytest.mark.parametrize("doc", [[26, 3, 26], [26, 1, 2, 3, 4, 5, 26], list(range(20))])
+def test_one_document_packs_as_a_padded_batch_of_one(doc):
+    from microgpt_lib.batches import PaddedBatch, pack, pack_sequences
+
+    fast = pack_sequences([doc], 8)
+    slow = pack(PaddedBatch.from_sequences([doc], 8))
+    for a, b in zip(fast, slow):
+        assert a.dtype == np.int64 and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        pack_sequences([[26]], 8)

@@ -150,3 +150,42 @@ def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_
         disable_blas()
     assert loss_blas == pytest.approx(loss_hand, abs=1e-12)
     assert np.max(np.abs(blas.grads.data - hand.grads.data)) < 1e-12
+
+
+@pytest.mark.parametrize("all_blas", [False, True])
+@pytest.mark.parametrize("clip_norm, num_threads", [(0.0, 1), (0.0, 2), (1e9, 1)])
+def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all_blas, clip_norm,
+                                                                      num_threads):
+    """The one-call step (one thread, no clipping: each weight updated inside the backward)
+    equals gpt_loss on zeroed gradients followed by adamw_update, whatever grads held before."""
+    from fastops.blas import disable_blas, enable_numpy_blas
+
+    docs, tok = names
+    config = GPTConfig(n_embd=12, n_head=3, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    sizes = (config.n_embd, config.n_head, config.n_layer, config.vocab_size, config.block_size)
+    flat = CythonBackend(config, init_params(config, seed=3), np.float64).model.params.data
+    fused = [flat.copy(), np.full_like(flat, 7.0), np.zeros_like(flat), np.zeros_like(flat)]
+    split = [flat.copy(), np.zeros_like(flat), np.zeros_like(flat), np.zeros_like(flat)]
+    settings = (0.01, 0.85, 0.99, 1e-8, 0.1)
+    saved, was_on = fastops.get_blas_threshold(), fastops.blas_library() is not None
+    if all_blas and enable_numpy_blas(threshold=0) is None:
+        pytest.skip("this NumPy does not bundle OpenBLAS")
+    try:
+        for t, doc in enumerate(docs[:4], start=1):
+            n = min(config.block_size, len(doc) - 1)
+            tokens, targets = np.array(doc[:n]), np.array(doc[1 : n + 1])
+            cu = np.array([0, n])
+            acts = np.zeros(fastops.workspace_size(n, 1, *sizes))
+            loss_a = fastops.train_step(*fused, acts, tokens, targets, cu, *sizes, t, *settings,
+                                        clip_norm, num_threads)
+            split[1][:] = 0
+            loss_b = fastops.gpt_loss(split[0], split[1], acts.copy(), tokens, targets, cu, *sizes)
+            fastops.adamw_update(*split, t, *settings)
+            assert loss_a == pytest.approx(loss_b, abs=1e-13)
+            for a, b in zip(fused, split):  # params, grads, m, v
+                assert np.max(np.abs(a - b)) < 1e-13
+    finally:
+        if all_blas:
+            disable_blas()
+            if was_on:
+                enable_numpy_blas(threshold=saved)

@@ -7,7 +7,8 @@ fastops = pytest.importorskip(
 
 # (tokens, inputs, outputs): blocks are 8 tokens x 4 outputs (forward), 4 rows x 8 columns
 # (backward), inputs in slabs of 512: every remainder, a single token, and two slabs
-SHAPES = [(1, 1, 1), (3, 7, 5), (8, 16, 4), (9, 13, 17), (17, 64, 27), (5, 600, 6), (8, 130, 520)]
+SHAPES = [(1, 1, 1), (3, 7, 5), (8, 16, 4), (9, 13, 17), (17, 64, 27), (5, 600, 6), (8, 130, 520),
+          (7, 129, 1031)]
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 
