@@ -245,7 +245,7 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
         blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,
                            &g, num_threads)
-        memset(&grads[0], 0, P * sizeof(real))
+        zero_threads(&grads[0], P, num_threads)
         gpt_backward(&params[0], &grads[0], &acts[0], batch, batch + N, batch + 2 * N,
                      batch + 3 * N, &g, num_threads)
         if clip_norm > 0:

@@ -753,3 +753,157 @@ cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
         for c in range(nchunk):
             ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
     return sqrt(ss)
+
+
+# ----------------------------------------------------------------------------------------------
+# Threads for the element-wise layers. Every layer above except the encoder's backward (a
+# scatter-add over tokens) works row by row, so with threads each one takes a contiguous slab of
+# rows and runs the same kernel on it: the numbers are those of one thread. A slab per thread, not
+# many small tasks, because each parallel region costs its threads a meeting at the start and the
+# end; for the same reason, a residual add and the rmsnorm that reads its result share a region.
+# Below _parallel_min_flops // 16 numbers (8192 by default, as for AdamW) a layer stays on one
+# thread.
+
+cdef inline bint _rows_parallel(Py_ssize_t N, Py_ssize_t width, int nthreads) noexcept nogil:
+    """True when an element-wise layer over (N, width) numbers is worth splitting in threads."""
+    return nthreads > 1 and N > 1 and N * width >= _parallel_min_flops // 16
+
+
+cdef void zero_threads(real* x, Py_ssize_t n, int nthreads) noexcept nogil:
+    """x[0..n) = 0, a contiguous slab per thread."""
+    cdef Py_ssize_t c, i0, part = (n + nthreads - 1) // nthreads
+    if _rows_parallel(n, 1, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            i0 = c * part
+            if i0 < n:
+                memset(x + i0, 0, min(part, n - i0) * sizeof(real))
+    else:
+        memset(x, 0, n * sizeof(real))
+
+
+cdef void embed_norm_forward_threads(real* emb, real* out, real* rstd, const int64_t* tokens,
+                                     const int64_t* pos, const real* wte, const real* wpe,
+                                     Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """emb = encoder_forward(tokens, pos); out, rstd = rmsnorm_forward(emb): one region."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                encoder_forward(emb + r0 * C, tokens + r0, pos + r0, wte, wpe, min(part, N - r0),
+                                C)
+                rmsnorm_forward(out + r0 * C, rstd + r0, emb + r0 * C, min(part, N - r0), C)
+    else:
+        encoder_forward(emb, tokens, pos, wte, wpe, N, C)
+        rmsnorm_forward(out, rstd, emb, N, C)
+
+
+cdef void residual_norm_forward_threads(real* res,      # (N, C), added to
+                                        const real* x,  # (N, C)
+                                        real* out,      # (N, C) or NULL: no norm
+                                        real* rstd,     # (N,) or NULL
+                                        Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """res += x; then, unless out is NULL, out, rstd = rmsnorm_forward(res): one region."""
+    cdef Py_ssize_t c, r0, n, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                n = min(part, N - r0)
+                residual_forward(res + r0 * C, x + r0 * C, n * C)
+                if out != NULL:
+                    rmsnorm_forward(out + r0 * C, rstd + r0, res + r0 * C, n, C)
+    else:
+        residual_forward(res, x, N * C)
+        if out != NULL:
+            rmsnorm_forward(out, rstd, res, N, C)
+
+
+cdef void rmsnorm_forward_threads(real* out, real* rstd, const real* x, Py_ssize_t N,
+                                  Py_ssize_t C, int nthreads) noexcept nogil:
+    """rmsnorm_forward, a slab of rows per thread."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                rmsnorm_forward(out + r0 * C, rstd + r0, x + r0 * C, min(part, N - r0), C)
+    else:
+        rmsnorm_forward(out, rstd, x, N, C)
+
+
+cdef void rmsnorm_backward_threads(real* dx, const real* dout, const real* x, const real* rstd,
+                                   Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """rmsnorm_backward, a slab of rows per thread."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                rmsnorm_backward(dx + r0 * C, dout + r0 * C, x + r0 * C, rstd + r0,
+                                 min(part, N - r0), C)
+    else:
+        rmsnorm_backward(dx, dout, x, rstd, N, C)
+
+
+cdef void relu_forward_threads(real* out, const real* x, Py_ssize_t n,
+                               int nthreads) noexcept nogil:
+    """relu_forward, a slab per thread."""
+    cdef Py_ssize_t c, i0, part = (n + nthreads - 1) // nthreads
+    if _rows_parallel(n, 1, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            i0 = c * part
+            if i0 < n:
+                relu_forward(out + i0, x + i0, min(part, n - i0))
+    else:
+        relu_forward(out, x, n)
+
+
+cdef void relu_backward_threads(real* dx, const real* dout, const real* out, Py_ssize_t n,
+                                int nthreads) noexcept nogil:
+    """relu_backward, a slab per thread."""
+    cdef Py_ssize_t c, i0, part = (n + nthreads - 1) // nthreads
+    if _rows_parallel(n, 1, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            i0 = c * part
+            if i0 < n:
+                relu_backward(dx + i0, dout + i0, out + i0, min(part, n - i0))
+    else:
+        relu_backward(dx, dout, out, n)
+
+
+cdef double softmax_crossentropy_forward_threads(real* probs, real* losses, const real* logits,
+                                                 const int64_t* targets, Py_ssize_t N,
+                                                 Py_ssize_t V, int nthreads) noexcept nogil:
+    """softmax_crossentropy_forward, a slab of rows per thread; the slabs' sums are added in
+    slab order, so a given thread count always gives the same total."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    cdef double sums[256]  # MAX_THREADS
+    cdef double total = 0.0
+    if not _rows_parallel(N, V, nthreads):
+        return softmax_crossentropy_forward(probs, losses, logits, targets, N, V)
+    for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+        r0 = c * part
+        sums[c] = 0.0
+        if r0 < N:
+            sums[c] = softmax_crossentropy_forward(probs + r0 * V, losses + r0, logits + r0 * V,
+                                                   targets + r0, min(part, N - r0), V)
+    for c in range(nthreads):
+        total += sums[c]
+    return total
+
+
+cdef void softmax_crossentropy_backward_threads(real* dlogits, const real* probs,
+                                                const int64_t* targets, real dloss,
+                                                Py_ssize_t N, Py_ssize_t V,
+                                                int nthreads) noexcept nogil:
+    """softmax_crossentropy_backward, a slab of rows per thread."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, V, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                softmax_crossentropy_backward(dlogits + r0 * V, probs + r0 * V, targets + r0,
+                                              dloss, min(part, N - r0), V)
+    else:
+        softmax_crossentropy_backward(dlogits, probs, targets, dloss, N, V)
