@@ -558,6 +558,26 @@ cdef void _attention_backward_head_blas(real* dq, real* dk, real* dv, real* dp, 
     _blas(TRANS, NO_TRANS, T, hd, T, dp, T, q + off, C, 1.0, dk + off, C)
 
 
+# With threads, attention splits by sequence along the rows the matrix products gave each thread
+# (thread c: the sequences that start in its slab of ceil(N / nthreads) tokens), so the q, k, v
+# a thread reads and the rows it writes are mostly in its own core's cache, and no two threads
+# write one row. A task per (sequence, head) instead moved data between cores: at e64 it doubled
+# the backward's time on two threads.
+
+cdef inline Py_ssize_t _first_sequence_from(const int64_t* cu_seqlens, Py_ssize_t B,
+                                             Py_ssize_t token) noexcept nogil:
+    """The first sequence b that starts at or after `token` (B if none)."""
+    cdef Py_ssize_t b = 0
+    while b < B and cu_seqlens[b] < token:
+        b += 1
+    return b
+
+
+cdef inline bint _by_token_slabs(Py_ssize_t B, int nthreads) noexcept nogil:
+    """True when a step's sequences are enough to give each thread its own (B >= 2 threads)."""
+    return B >= 2 * nthreads
+
+
 cdef void attention_forward(real* out,                   # (N, C)
                             real* att,                   # softmax weights, strides att_sn, att_sh
                             const real* q,               # (N, C), head h in columns h*hd..
@@ -570,10 +590,22 @@ cdef void attention_forward(real* out,                   # (N, C)
     """Token n attends to positions n - pos[n] .. n of its sequence (sequence b holds tokens
     cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, one task per (sequence, head).
     """
-    cdef Py_ssize_t n, h, b, task, t0, hd = C // NH
+    cdef Py_ssize_t n, h, b, task, t0, c, part = (N + nthreads - 1) // nthreads
+    cdef Py_ssize_t hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
     if _attn_blas(q, cu_seqlens, B, hd):
-        if nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
+        if (nthreads > 1 and _by_token_slabs(B, nthreads)
+                and N * att_sh * C >= _parallel_min_flops):
+            for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+                for b in range(_first_sequence_from(cu_seqlens, B, c * part),
+                               B if c == nthreads - 1 else
+                               _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                    t0 = cu_seqlens[b]
+                    for h in range(NH):
+                        _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k,
+                                                     v, t0, cu_seqlens[b + 1] - t0, h, C, hd,
+                                                     att_sn, scale)
+        elif nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
             for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
                 b = task // NH
                 h = task % NH
@@ -654,11 +686,24 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
                              Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
     """Gradients through attention; one task per (sequence, head), each with its own
     (block, block) slab of dpre scratch, so no two threads write the same element."""
-    cdef Py_ssize_t task, b, h, t0, hd = C // NH
+    cdef Py_ssize_t task, b, h, t0, c, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
-    cdef Py_ssize_t N = cu_seqlens[B]
+    cdef Py_ssize_t N = cu_seqlens[B], part = (N + nthreads - 1) // nthreads
     if _attn_blas(q, cu_seqlens, B, hd):  # dpre holds a (block, block) scratch per task
-        if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+        if (nthreads > 1 and _by_token_slabs(B, nthreads)
+                and N * block * C >= _parallel_min_flops):
+            for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+                for b in range(_first_sequence_from(cu_seqlens, B, c * part),
+                               B if c == nthreads - 1 else
+                               _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                    t0 = cu_seqlens[b]
+                    for h in range(NH):
+                        _attention_backward_head_blas(dq, dk, dv, dpre + (b * NH + h) * block * block,
+                                                      dout, q, k, v,
+                                                      att + t0 * att_sn + h * att_sh, t0,
+                                                      cu_seqlens[b + 1] - t0, h, C, hd, att_sn,
+                                                      scale)
+        elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
             for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
                 b = task // NH
                 h = task % NH
@@ -675,7 +720,16 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
                                          att + t0 * att_sn + h * att_sh, t0,
                                          cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
         return
-    if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+    if nthreads > 1 and _by_token_slabs(B, nthreads) and N * block * C >= _parallel_min_flops:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            for b in range(_first_sequence_from(cu_seqlens, B, c * part),
+                           B if c == nthreads - 1 else
+                           _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                for h in range(NH):
+                    _attention_backward_head(dq, dk, dv, dpre + (b * NH + h) * block, dout, q, k,
+                                        v, att, cu_seqlens[b], cu_seqlens[b + 1], h, C, hd,
+                                        att_sn, att_sh, scale)
+    elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
         for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
             b = task // NH
             h = task % NH
