@@ -561,8 +561,8 @@ cdef void _attention_backward_head_blas(real* dq, real* dk, real* dv, real* dp, 
 # With threads, attention splits by sequence along the rows the matrix products gave each thread
 # (thread c: the sequences that start in its slab of ceil(N / nthreads) tokens), so the q, k, v
 # a thread reads and the rows it writes are mostly in its own core's cache, and no two threads
-# write one row. A task per (sequence, head) instead moved data between cores: at e64 it doubled
-# the backward's time on two threads.
+# write one row. With a task per (sequence, head) instead, the data moved between cores: at e64
+# the backward's loops took twice their one-thread CPU time on two threads (perf samples).
 
 cdef inline Py_ssize_t _first_sequence_from(const int64_t* cu_seqlens, Py_ssize_t B,
                                              Py_ssize_t token) noexcept nogil:
@@ -588,7 +588,8 @@ cdef void attention_forward(real* out,                   # (N, C)
                             Py_ssize_t B, Py_ssize_t N, Py_ssize_t C, Py_ssize_t NH,
                             Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
     """Token n attends to positions n - pos[n] .. n of its sequence (sequence b holds tokens
-    cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, one task per (sequence, head).
+    cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, (sequence, head) by (sequence,
+    head); with threads, each thread takes whole sequences (see above).
     """
     cdef Py_ssize_t n, h, b, task, t0, c, part = (N + nthreads - 1) // nthreads
     cdef Py_ssize_t hd = C // NH
@@ -684,7 +685,7 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
                              const int64_t* cu_seqlens,  # (B+1,)
                              Py_ssize_t B, Py_ssize_t C, Py_ssize_t NH, Py_ssize_t block,
                              Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
-    """Gradients through attention; one task per (sequence, head), each with its own
+    """Gradients through attention, (sequence, head) by (sequence, head), each with its own
     (block, block) slab of dpre scratch, so no two threads write the same element."""
     cdef Py_ssize_t task, b, h, t0, c, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
