@@ -485,6 +485,70 @@ cdef inline bint _attn_blas(const real* x, const int64_t* cu_seqlens, Py_ssize_t
     return _use_attention_blas(x, T, hd)
 
 
+# A softmax row in float32 with exp on whole vectors: a call of expf per number cost more than
+# the products around it (chapter 6's profile of the capstone). The exponential is Cephes' expf
+# written for GCC's vector type: x = n ln2 + r with |r| <= ln2 / 2, a polynomial for e^r, and
+# 2^n placed in the exponent bits; its relative error is about 2e-7, as expf's.
+
+cdef extern from *:
+    """
+    typedef float fastops_vf __attribute__((vector_size(FASTOPS_VEC_BYTES)));
+    typedef int fastops_vi __attribute__((vector_size(FASTOPS_VEC_BYTES)));
+    enum { FASTOPS_FLANES = FASTOPS_VEC_BYTES / sizeof(float) };
+
+    /* e^x lane by lane; x is clamped to [-87.3, 88] (e^-87.3 is about 1e-38, not 0) */
+    static inline fastops_vf fastops_vexpf(fastops_vf x) {
+        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f, hi = (fastops_vf){0} + 88.0f;
+        fastops_vi low = x < lo, high = x > hi;
+        x = (fastops_vf)((low & (fastops_vi)lo) | (high & (fastops_vi)hi)
+                         | (~(low | high) & (fastops_vi)x));
+        const float magic = 12582912.0f;  /* 1.5 * 2^23: adding it rounds to an integer */
+        fastops_vf t = x * 1.44269504088896341f + magic;
+        fastops_vi n_int = (fastops_vi)t - (fastops_vi)((fastops_vf){0} + magic);
+        fastops_vf n = t - magic;
+        fastops_vf r = x - n * 0.693359375f;
+        r = r - n * -2.12194440e-4f;
+        fastops_vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        fastops_vf y = p * r * r + r + 1.0f;
+        return y * (fastops_vf)((n_int + 127) << 23);
+    }
+
+    /* row[0..n) = softmax(scale * row[0..n)), the row's maximum subtracted first (n >= 1, scale
+       > 0); returns log(sum(exp(scale * row))), from which a cross-entropy needs no log of a
+       probability that may have rounded to zero */
+    static double fastops_softmax_rowf(float* row, Py_ssize_t n, float scale) {
+        float mx = row[0], total = 0, inv;
+        fastops_vf acc = {0}, v;
+        float tail[FASTOPS_FLANES];
+        Py_ssize_t i, j, rest;
+        for (i = 1; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+        for (i = 0; i + FASTOPS_FLANES <= n; i += FASTOPS_FLANES) {
+            __builtin_memcpy(&v, row + i, sizeof(v));
+            v = fastops_vexpf((v - mx) * scale);
+            __builtin_memcpy(row + i, &v, sizeof(v));
+            acc += v;
+        }
+        rest = n - i;
+        if (rest) {
+            for (j = 0; j < FASTOPS_FLANES; j++) tail[j] = j < rest ? row[i + j] : mx;
+            __builtin_memcpy(&v, tail, sizeof(v));
+            v = fastops_vexpf((v - mx) * scale);
+            __builtin_memcpy(tail, &v, sizeof(v));
+            for (j = 0; j < rest; j++) { row[i + j] = tail[j]; total += tail[j]; }
+        }
+        for (j = 0; j < FASTOPS_FLANES; j++) total += acc[j];
+        inv = 1.0f / total;
+        for (i = 0; i < n; i++) row[i] *= inv;
+        return (double)mx * scale + log((double)total);
+    }
+    """
+    double fastops_softmax_rowf(float* row, Py_ssize_t n, float scale) noexcept nogil
+
+
 cdef void _attention_forward_head_blas(real* out, real* att, const real* q, const real* k,
                                    const real* v, Py_ssize_t start, Py_ssize_t T, Py_ssize_t h,
                                    Py_ssize_t C, Py_ssize_t hd, Py_ssize_t att_sn,
@@ -497,20 +561,20 @@ cdef void _attention_forward_head_blas(real* out, real* att, const real* q, cons
     _blas(NO_TRANS, TRANS, T, T, hd, q + off, C, k + off, C, 0.0, att, att_sn)
     for n in range(T):
         row = att + n * att_sn
-        mx = row[0]
-        for s in range(1, n + 1):
-            if row[s] > mx:
-                mx = row[s]
-        total = 0
-        for s in range(n + 1):
-            if real is float:
-                row[s] = expf((row[s] - mx) * scale)
-            else:
+        if real is float:
+            fastops_softmax_rowf(row, n + 1, scale)
+        else:
+            mx = row[0]
+            for s in range(1, n + 1):
+                if row[s] > mx:
+                    mx = row[s]
+            total = 0
+            for s in range(n + 1):
                 row[s] = exp((row[s] - mx) * scale)
-            total += row[s]
-        total = 1 / total
-        for s in range(n + 1):
-            row[s] *= total
+                total += row[s]
+            total = 1 / total
+            for s in range(n + 1):
+                row[s] *= total
         for s in range(n + 1, T):
             row[s] = 0
     _blas(NO_TRANS, NO_TRANS, T, hd, T, att, att_sn, v + off, C, 0.0, out + off, C)
@@ -541,6 +605,26 @@ cdef void _attention_backward_head_blas(real* dq, real* dk, real* dv, real* dp, 
     _blas(TRANS, NO_TRANS, T, hd, T, dp, T, q + off, C, 1.0, dk + off, C)
 
 
+# With threads, attention splits by sequence along the rows the matrix products gave each thread
+# (thread c: the sequences that start in its slab of ceil(N / nthreads) tokens), so the q, k, v
+# a thread reads and the rows it writes are mostly in its own core's cache, and no two threads
+# write one row. With a task per (sequence, head) instead, the data moved between cores: at e64
+# the backward's loops took twice their one-thread CPU time on two threads (perf samples).
+
+cdef inline Py_ssize_t _first_sequence_from(const int64_t* cu_seqlens, Py_ssize_t B,
+                                             Py_ssize_t token) noexcept nogil:
+    """The first sequence b that starts at or after `token` (B if none)."""
+    cdef Py_ssize_t b = 0
+    while b < B and cu_seqlens[b] < token:
+        b += 1
+    return b
+
+
+cdef inline bint _by_token_slabs(Py_ssize_t B, int nthreads) noexcept nogil:
+    """True when a step's sequences are enough to give each thread its own (B >= 2 threads)."""
+    return B >= 2 * nthreads
+
+
 cdef void attention_forward(real* out,                   # (N, C)
                             real* att,                   # softmax weights, strides att_sn, att_sh
                             const real* q,               # (N, C), head h in columns h*hd..
@@ -551,12 +635,25 @@ cdef void attention_forward(real* out,                   # (N, C)
                             Py_ssize_t B, Py_ssize_t N, Py_ssize_t C, Py_ssize_t NH,
                             Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
     """Token n attends to positions n - pos[n] .. n of its sequence (sequence b holds tokens
-    cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, one task per (sequence, head).
+    cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, (sequence, head) by (sequence,
+    head); with threads, each thread takes whole sequences (see above).
     """
-    cdef Py_ssize_t n, h, b, task, t0, hd = C // NH
+    cdef Py_ssize_t n, h, b, task, t0, c, part = (N + nthreads - 1) // nthreads
+    cdef Py_ssize_t hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
     if _attn_blas(q, cu_seqlens, B, hd):
-        if nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
+        if (nthreads > 1 and _by_token_slabs(B, nthreads)
+                and N * att_sh * C >= _parallel_min_flops):
+            for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+                for b in range(_first_sequence_from(cu_seqlens, B, c * part),
+                               B if c == nthreads - 1 else
+                               _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                    t0 = cu_seqlens[b]
+                    for h in range(NH):
+                        _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k,
+                                                     v, t0, cu_seqlens[b + 1] - t0, h, C, hd,
+                                                     att_sn, scale)
+        elif nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
             for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
                 b = task // NH
                 h = task % NH
@@ -635,13 +732,26 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
                              const int64_t* cu_seqlens,  # (B+1,)
                              Py_ssize_t B, Py_ssize_t C, Py_ssize_t NH, Py_ssize_t block,
                              Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
-    """Gradients through attention; one task per (sequence, head), each with its own
+    """Gradients through attention, (sequence, head) by (sequence, head), each with its own
     (block, block) slab of dpre scratch, so no two threads write the same element."""
-    cdef Py_ssize_t task, b, h, t0, hd = C // NH
+    cdef Py_ssize_t task, b, h, t0, c, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
-    cdef Py_ssize_t N = cu_seqlens[B]
+    cdef Py_ssize_t N = cu_seqlens[B], part = (N + nthreads - 1) // nthreads
     if _attn_blas(q, cu_seqlens, B, hd):  # dpre holds a (block, block) scratch per task
-        if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+        if (nthreads > 1 and _by_token_slabs(B, nthreads)
+                and N * block * C >= _parallel_min_flops):
+            for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+                for b in range(_first_sequence_from(cu_seqlens, B, c * part),
+                               B if c == nthreads - 1 else
+                               _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                    t0 = cu_seqlens[b]
+                    for h in range(NH):
+                        _attention_backward_head_blas(dq, dk, dv, dpre + (b * NH + h) * block * block,
+                                                      dout, q, k, v,
+                                                      att + t0 * att_sn + h * att_sh, t0,
+                                                      cu_seqlens[b + 1] - t0, h, C, hd, att_sn,
+                                                      scale)
+        elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
             for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
                 b = task // NH
                 h = task % NH
@@ -658,7 +768,16 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
                                          att + t0 * att_sn + h * att_sh, t0,
                                          cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
         return
-    if nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
+    if nthreads > 1 and _by_token_slabs(B, nthreads) and N * block * C >= _parallel_min_flops:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            for b in range(_first_sequence_from(cu_seqlens, B, c * part),
+                           B if c == nthreads - 1 else
+                           _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                for h in range(NH):
+                    _attention_backward_head(dq, dk, dv, dpre + (b * NH + h) * block, dout, q, k,
+                                        v, att, cu_seqlens[b], cu_seqlens[b + 1], h, C, hd,
+                                        att_sn, att_sh, scale)
+    elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
         for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
             b = task // NH
             h = task % NH
@@ -721,17 +840,22 @@ cdef double softmax_crossentropy_forward(real* probs,             # (N, V)
     cdef real mx
     cdef double total, loss_sum = 0.0
     for n in range(N):
-        mx = logits[n * V]
-        for i in range(1, V):
-            if logits[n * V + i] > mx:
-                mx = logits[n * V + i]
-        total = 0.0
-        for i in range(V):
-            probs[n * V + i] = exp(logits[n * V + i] - mx)
-            total += probs[n * V + i]
-        for i in range(V):
-            probs[n * V + i] = <real>(probs[n * V + i] / total)
-        losses[n] = <real>(-log(probs[n * V + targets[n]]))
+        if real is float:  # float32: exp on whole vectors; the loss from the log of the sum
+            memcpy(probs + n * V, logits + n * V, V * sizeof(float))
+            losses[n] = <real>(fastops_softmax_rowf(probs + n * V, V, 1.0)
+                               - logits[n * V + targets[n]])
+        else:
+            mx = logits[n * V]
+            for i in range(1, V):
+                if logits[n * V + i] > mx:
+                    mx = logits[n * V + i]
+            total = 0.0
+            for i in range(V):
+                probs[n * V + i] = exp(logits[n * V + i] - mx)
+                total += probs[n * V + i]
+            for i in range(V):
+                probs[n * V + i] = <real>(probs[n * V + i] / total)
+            losses[n] = <real>(-log(probs[n * V + targets[n]]))
         loss_sum += losses[n]
     return loss_sum
 
@@ -800,3 +924,157 @@ cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
         for c in range(nchunk):
             ss += _dot(g + c * 4096, g + c * 4096, min(<Py_ssize_t>4096, n - c * 4096))
     return sqrt(ss)
+
+
+# ----------------------------------------------------------------------------------------------
+# Threads for the element-wise layers. Every layer above except the encoder's backward (a
+# scatter-add over tokens) works row by row, so with threads each one takes a contiguous slab of
+# rows and runs the same kernel on it: the numbers are those of one thread. A slab per thread, not
+# many small tasks, because each parallel region costs its threads a meeting at the start and the
+# end; for the same reason, a residual add and the rmsnorm that reads its result share a region.
+# Below _parallel_min_flops // 16 numbers (8192 by default, as for AdamW) a layer stays on one
+# thread.
+
+cdef inline bint _rows_parallel(Py_ssize_t N, Py_ssize_t width, int nthreads) noexcept nogil:
+    """True when an element-wise layer over (N, width) numbers is worth splitting in threads."""
+    return nthreads > 1 and N > 1 and N * width >= _parallel_min_flops // 16
+
+
+cdef void zero_threads(real* x, Py_ssize_t n, int nthreads) noexcept nogil:
+    """x[0..n) = 0, a contiguous slab per thread."""
+    cdef Py_ssize_t c, i0, part = (n + nthreads - 1) // nthreads
+    if _rows_parallel(n, 1, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            i0 = c * part
+            if i0 < n:
+                memset(x + i0, 0, min(part, n - i0) * sizeof(real))
+    else:
+        memset(x, 0, n * sizeof(real))
+
+
+cdef void embed_norm_forward_threads(real* emb, real* out, real* rstd, const int64_t* tokens,
+                                     const int64_t* pos, const real* wte, const real* wpe,
+                                     Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """emb = encoder_forward(tokens, pos); out, rstd = rmsnorm_forward(emb): one region."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                encoder_forward(emb + r0 * C, tokens + r0, pos + r0, wte, wpe, min(part, N - r0),
+                                C)
+                rmsnorm_forward(out + r0 * C, rstd + r0, emb + r0 * C, min(part, N - r0), C)
+    else:
+        encoder_forward(emb, tokens, pos, wte, wpe, N, C)
+        rmsnorm_forward(out, rstd, emb, N, C)
+
+
+cdef void residual_norm_forward_threads(real* res,      # (N, C), added to
+                                        const real* x,  # (N, C)
+                                        real* out,      # (N, C) or NULL: no norm
+                                        real* rstd,     # (N,) or NULL
+                                        Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """res += x; then, unless out is NULL, out, rstd = rmsnorm_forward(res): one region."""
+    cdef Py_ssize_t c, r0, n, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                n = min(part, N - r0)
+                residual_forward(res + r0 * C, x + r0 * C, n * C)
+                if out != NULL:
+                    rmsnorm_forward(out + r0 * C, rstd + r0, res + r0 * C, n, C)
+    else:
+        residual_forward(res, x, N * C)
+        if out != NULL:
+            rmsnorm_forward(out, rstd, res, N, C)
+
+
+cdef void rmsnorm_forward_threads(real* out, real* rstd, const real* x, Py_ssize_t N,
+                                  Py_ssize_t C, int nthreads) noexcept nogil:
+    """rmsnorm_forward, a slab of rows per thread."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                rmsnorm_forward(out + r0 * C, rstd + r0, x + r0 * C, min(part, N - r0), C)
+    else:
+        rmsnorm_forward(out, rstd, x, N, C)
+
+
+cdef void rmsnorm_backward_threads(real* dx, const real* dout, const real* x, const real* rstd,
+                                   Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """rmsnorm_backward, a slab of rows per thread."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                rmsnorm_backward(dx + r0 * C, dout + r0 * C, x + r0 * C, rstd + r0,
+                                 min(part, N - r0), C)
+    else:
+        rmsnorm_backward(dx, dout, x, rstd, N, C)
+
+
+cdef void relu_forward_threads(real* out, const real* x, Py_ssize_t n,
+                               int nthreads) noexcept nogil:
+    """relu_forward, a slab per thread."""
+    cdef Py_ssize_t c, i0, part = (n + nthreads - 1) // nthreads
+    if _rows_parallel(n, 1, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            i0 = c * part
+            if i0 < n:
+                relu_forward(out + i0, x + i0, min(part, n - i0))
+    else:
+        relu_forward(out, x, n)
+
+
+cdef void relu_backward_threads(real* dx, const real* dout, const real* out, Py_ssize_t n,
+                                int nthreads) noexcept nogil:
+    """relu_backward, a slab per thread."""
+    cdef Py_ssize_t c, i0, part = (n + nthreads - 1) // nthreads
+    if _rows_parallel(n, 1, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            i0 = c * part
+            if i0 < n:
+                relu_backward(dx + i0, dout + i0, out + i0, min(part, n - i0))
+    else:
+        relu_backward(dx, dout, out, n)
+
+
+cdef double softmax_crossentropy_forward_threads(real* probs, real* losses, const real* logits,
+                                                 const int64_t* targets, Py_ssize_t N,
+                                                 Py_ssize_t V, int nthreads) noexcept nogil:
+    """softmax_crossentropy_forward, a slab of rows per thread; the slabs' sums are added in
+    slab order, so a given thread count always gives the same total."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    cdef double sums[256]  # MAX_THREADS
+    cdef double total = 0.0
+    if not _rows_parallel(N, V, nthreads):
+        return softmax_crossentropy_forward(probs, losses, logits, targets, N, V)
+    for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+        r0 = c * part
+        sums[c] = 0.0
+        if r0 < N:
+            sums[c] = softmax_crossentropy_forward(probs + r0 * V, losses + r0, logits + r0 * V,
+                                                   targets + r0, min(part, N - r0), V)
+    for c in range(nthreads):
+        total += sums[c]
+    return total
+
+
+cdef void softmax_crossentropy_backward_threads(real* dlogits, const real* probs,
+                                                const int64_t* targets, real dloss,
+                                                Py_ssize_t N, Py_ssize_t V,
+                                                int nthreads) noexcept nogil:
+    """softmax_crossentropy_backward, a slab of rows per thread."""
+    cdef Py_ssize_t c, r0, part = (N + nthreads - 1) // nthreads
+    if _rows_parallel(N, V, nthreads):
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            r0 = c * part
+            if r0 < N:
+                softmax_crossentropy_backward(dlogits + r0 * V, probs + r0 * V, targets + r0,
+                                              dloss, min(part, N - r0), V)
+    else:
+        softmax_crossentropy_backward(dlogits, probs, targets, dloss, N, V)

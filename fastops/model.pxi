@@ -139,7 +139,7 @@ cdef int activation_tensors(ActivationTensors* a, int64_t N, int64_t B, int64_t 
     _place(&a.res_out, &end, N, C)
     _place(&a.dres, &end, N, C)
     _place(&a.dln, &end, N, C)
-    _place(&a.dq, &end, N, C)
+    _place(&a.dq, &end, N, C)  # dq, dk, dv one after another: the backward zeroes them at once
     _place(&a.dk, &end, N, C)
     _place(&a.dv, &end, N, C)
     _place(&a.datty, &end, N, C)
@@ -199,9 +199,11 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
     cdef real *l_rstd2
     cdef real *l_fch
     cdef real *l_out
-    encoder_forward(acts + A.emb.offset, tokens, pos, params + P.wte.offset,
-                    params + P.wpe.offset, N, C)
-    rmsnorm_forward(acts + A.layer.resid.offset, acts + A.rstd0.offset, acts + A.emb.offset, N, C)
+    cdef real *l_next_ln1
+    cdef real *l_next_rstd1
+    embed_norm_forward_threads(acts + A.emb.offset, acts + A.layer.resid.offset,
+                               acts + A.rstd0.offset, tokens, pos, params + P.wte.offset,
+                               params + P.wpe.offset, N, C, nthreads)
     for l in range(g.L):
         wl = l * P.layer_size  # layer l's weights are layer 0's, this far on
         l_wq = params + wl + P.layer.attn_wq.offset
@@ -226,27 +228,31 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
         # the block's output is the next block's input
         if l + 1 < g.L:
             l_out = acts + al + A.layer_size + A.layer.resid.offset
+            l_next_ln1 = acts + al + A.layer_size + A.layer.ln1.offset
+            l_next_rstd1 = acts + al + A.layer_size + A.layer.rstd1.offset
         else:
             l_out = acts + A.res_out.offset
-        # attention block
-        rmsnorm_forward(l_ln1, l_rstd1, l_resid, N, C)
+            l_next_ln1 = l_next_rstd1 = NULL
+        # attention block (the first norm of blocks after the first ran with the residual add
+        # that ended the block before)
+        if l == 0:
+            rmsnorm_forward_threads(l_ln1, l_rstd1, l_resid, N, C, nthreads)
         matmul_forward(l_q, l_ln1, l_wq, N, C, C, nthreads)
         matmul_forward(l_k, l_ln1, l_wk, N, C, C, nthreads)
         matmul_forward(l_v, l_ln1, l_wv, N, C, C, nthreads)
         attention_forward(l_atty, l_att, l_q, l_k, l_v, pos, cu_seqlens, g.B, N, C, g.NH,
                           g.NH * g.block, g.block, nthreads)
         matmul_forward(l_res_mid, l_atty, l_wo, N, C, C, nthreads)
-        residual_forward(l_res_mid, l_resid, N * C)
         # MLP block
-        rmsnorm_forward(l_ln2, l_rstd2, l_res_mid, N, C)
+        residual_norm_forward_threads(l_res_mid, l_resid, l_ln2, l_rstd2, N, C, nthreads)
         matmul_forward(l_fch, l_ln2, l_fc1, N, C, 4 * C, nthreads)
-        relu_forward(l_fch, l_fch, 4 * N * C)
+        relu_forward_threads(l_fch, l_fch, 4 * N * C, nthreads)
         matmul_forward(l_out, l_fch, l_fc2, N, 4 * C, C, nthreads)
-        residual_forward(l_out, l_res_mid, N * C)
+        residual_norm_forward_threads(l_out, l_res_mid, l_next_ln1, l_next_rstd1, N, C, nthreads)
     matmul_forward(acts + A.logits.offset, acts + A.res_out.offset, params + P.lm_head.offset,
                    N, C, g.V, nthreads)
-    return softmax_crossentropy_forward(acts + A.probs.offset, acts + A.losses.offset,
-                                        acts + A.logits.offset, targets, N, g.V)
+    return softmax_crossentropy_forward_threads(acts + A.probs.offset, acts + A.losses.offset,
+                                                acts + A.logits.offset, targets, N, g.V, nthreads)
 
 
 cdef struct AdamWStep:  # the settings of one AdamW update (gpt_backward can apply it)
@@ -321,8 +327,8 @@ cdef void gpt_backward(real* params,               # (P,)
     cdef real *l_ln2
     cdef real *l_rstd2
     cdef real *l_fch
-    softmax_crossentropy_backward(dlogits, acts + A.probs.offset, targets, <real>(1.0 / N), N,
-                                  g.V)
+    softmax_crossentropy_backward_threads(dlogits, acts + A.probs.offset, targets,
+                                          <real>(1.0 / N), N, g.V, nthreads)
     cdef bint acc = not overwrite
     matmul_backward(dres, grads + P.lm_head.offset, dlogits, acts + A.res_out.offset,
                     params + P.lm_head.offset, N, C, g.V, False, nthreads, acc)
@@ -359,17 +365,15 @@ cdef void gpt_backward(real* params,               # (P,)
         matmul_backward(dfch, l_dfc2, dres, l_fch, l_fc2, N, 4 * C, C, False, nthreads, acc)
         _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, 4 * C * C,
                        nthreads)
-        relu_backward(dfch, dfch, l_fch, 4 * N * C)
+        relu_backward_threads(dfch, dfch, l_fch, 4 * N * C, nthreads)
         matmul_backward(dln, l_dfc1, dfch, l_ln2, l_fc1, N, C, 4 * C, False, nthreads, acc)
         _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C * C,
                        nthreads)
-        rmsnorm_backward(dres, dln, l_res_mid, l_rstd2, N, C)
+        rmsnorm_backward_threads(dres, dln, l_res_mid, l_rstd2, N, C, nthreads)
         # attention block
         matmul_backward(datty, l_dwo, dres, l_atty, l_wo, N, C, C, False, nthreads, acc)
         _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C * C, nthreads)
-        memset(dq, 0, N * C * sizeof(real))
-        memset(dk, 0, N * C * sizeof(real))
-        memset(dv, 0, N * C * sizeof(real))
+        zero_threads(dq, 3 * N * C, nthreads)  # dq, dk, dv lie one after another (the layout)
         attention_backward(dq, dk, dv, acts + A.dpre.offset, datty, l_q, l_k, l_v, l_att,
                            cu_seqlens, g.B, C, g.NH, g.block, g.NH * g.block, g.block, nthreads)
         matmul_backward(dln, l_dwq, dq, l_ln1, l_wq, N, C, C, False, nthreads, acc)
@@ -378,11 +382,12 @@ cdef void gpt_backward(real* params,               # (P,)
         # wq, wk, wv lie one after the other: one update for the three
         _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wq.offset, 3 * C * C,
                        nthreads)
-        rmsnorm_backward(dres, dln, l_resid, l_rstd1, N, C)
+        rmsnorm_backward_threads(dres, dln, l_resid, l_rstd1, N, C, nthreads)
         l -= 1
     # dres is now the gradient of rmsnorm(embedding): back through the first norm and the tables
-    memset(dln, 0, N * C * sizeof(real))
-    rmsnorm_backward(dln, dres, acts + A.emb.offset, acts + A.rstd0.offset, N, C)
+    zero_threads(dln, N * C, nthreads)
+    rmsnorm_backward_threads(dln, dres, acts + A.emb.offset, acts + A.rstd0.offset, N, C,
+                             nthreads)
     if overwrite:  # the tables' gradients are sums over tokens: they start from zero
         memset(grads + P.wte.offset, 0, (P.lm_head.offset - P.wte.offset) * sizeof(real))
     encoder_backward(grads + P.wte.offset, grads + P.wpe.offset, dln, tokens, pos, N, C)

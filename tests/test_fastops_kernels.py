@@ -99,3 +99,20 @@ def test_encoder_and_crossentropy_kernels_match_numpy(T, C, H, Cout, V, dtype):
     dlosses = rng.random(T).astype(dtype)
     assert close(fastops.softmax_crossentropy_backward(probs_c, tokens, dlosses),
                  layers.softmax_crossentropy_backward(probs_n, tokens, dlosses), dtype)
+
+
+@pytest.mark.parametrize("V", [1, 7, 8, 9, 17, 65])
+def test_float32_crossentropy_matches_float64_at_any_width_and_extreme_logits(V):
+    """float32 takes exp on whole vectors (a tail shorter than a vector included) and its loss
+    from the log of the sum: a target whose probability rounds to zero still gets a finite,
+    correct loss."""
+    rng = np.random.default_rng(V)
+    logits = rng.standard_normal((5, V)) * np.array([[1.0], [10.0], [50.0], [100.0], [200.0]])
+    targets = np.array([0, V - 1, V // 2, 0, V - 1], dtype=np.int64)
+    losses32, probs32 = fastops.softmax_crossentropy_forward(logits.astype(np.float32), targets)
+    losses64, probs64 = fastops.softmax_crossentropy_forward(
+        logits.astype(np.float32).astype(np.float64), targets)
+    assert np.all(np.isfinite(losses32))
+    assert np.allclose(losses32, losses64, rtol=1e-5, atol=1e-5)
+    assert np.allclose(probs32, probs64, rtol=1e-5, atol=1e-30)
+    assert np.allclose(probs32.sum(axis=1), 1.0, atol=1e-6)
