@@ -611,10 +611,14 @@ cdef void _attention_backward_head_blas(real* dq, real* dk, real* dv, real* dp, 
 # write one row. With a task per (sequence, head) instead, the data moved between cores: at e64
 # the backward's loops took twice their one-thread CPU time on two threads (perf samples).
 
-cdef inline Py_ssize_t _first_sequence_from(const int64_t* cu_seqlens, Py_ssize_t B,
-                                             Py_ssize_t token) noexcept nogil:
-    """The first sequence b that starts at or after `token` (B if none)."""
-    cdef Py_ssize_t b = 0
+cdef inline Py_ssize_t _thread_first_sequence(const int64_t* cu_seqlens, Py_ssize_t B,
+                                              int nthreads, Py_ssize_t c) noexcept nogil:
+    """Thread c's first sequence: the first that starts at or after its slab of
+    ceil(N / nthreads) tokens begins (B for c == nthreads, the end of the last thread's range)."""
+    cdef Py_ssize_t b = 0, token
+    if c >= nthreads:
+        return B
+    token = c * ((cu_seqlens[B] + nthreads - 1) // nthreads)
     while b < B and cu_seqlens[b] < token:
         b += 1
     return b
@@ -638,16 +642,15 @@ cdef void attention_forward(real* out,                   # (N, C)
     cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, (sequence, head) by (sequence,
     head); with threads, each thread takes whole sequences (see above).
     """
-    cdef Py_ssize_t n, h, b, task, t0, c, part = (N + nthreads - 1) // nthreads
+    cdef Py_ssize_t n, h, b, task, t0, c
     cdef Py_ssize_t hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
     if _attn_blas(q, cu_seqlens, B, hd):
         if (nthreads > 1 and _by_token_slabs(B, nthreads)
                 and N * att_sh * C >= _parallel_min_flops):
             for c in prange(nthreads, num_threads=nthreads, schedule="static"):
-                for b in range(_first_sequence_from(cu_seqlens, B, c * part),
-                               B if c == nthreads - 1 else
-                               _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
+                               _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
                     t0 = cu_seqlens[b]
                     for h in range(NH):
                         _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k,
@@ -736,21 +739,19 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
     (block, block) slab of dpre scratch, so no two threads write the same element."""
     cdef Py_ssize_t task, b, h, t0, c, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
-    cdef Py_ssize_t N = cu_seqlens[B], part = (N + nthreads - 1) // nthreads
+    cdef Py_ssize_t N = cu_seqlens[B]
     if _attn_blas(q, cu_seqlens, B, hd):  # dpre holds a (block, block) scratch per task
         if (nthreads > 1 and _by_token_slabs(B, nthreads)
                 and N * block * C >= _parallel_min_flops):
             for c in prange(nthreads, num_threads=nthreads, schedule="static"):
-                for b in range(_first_sequence_from(cu_seqlens, B, c * part),
-                               B if c == nthreads - 1 else
-                               _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+                for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
+                               _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
                     t0 = cu_seqlens[b]
                     for h in range(NH):
-                        _attention_backward_head_blas(dq, dk, dv, dpre + (b * NH + h) * block * block,
-                                                      dout, q, k, v,
-                                                      att + t0 * att_sn + h * att_sh, t0,
-                                                      cu_seqlens[b + 1] - t0, h, C, hd, att_sn,
-                                                      scale)
+                        _attention_backward_head_blas(
+                            dq, dk, dv, dpre + (b * NH + h) * block * block, dout, q, k, v,
+                            att + t0 * att_sn + h * att_sh, t0, cu_seqlens[b + 1] - t0, h, C, hd,
+                            att_sn, scale)
         elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
             for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
                 b = task // NH
@@ -770,13 +771,12 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
         return
     if nthreads > 1 and _by_token_slabs(B, nthreads) and N * block * C >= _parallel_min_flops:
         for c in prange(nthreads, num_threads=nthreads, schedule="static"):
-            for b in range(_first_sequence_from(cu_seqlens, B, c * part),
-                           B if c == nthreads - 1 else
-                           _first_sequence_from(cu_seqlens, B, (c + 1) * part)):
+            for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
+                           _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
                 for h in range(NH):
-                    _attention_backward_head(dq, dk, dv, dpre + (b * NH + h) * block, dout, q, k,
-                                        v, att, cu_seqlens[b], cu_seqlens[b + 1], h, C, hd,
-                                        att_sn, att_sh, scale)
+                    _attention_backward_head(dq, dk, dv, dpre + (b * NH + h) * block, dout, q,
+                                             k, v, att, cu_seqlens[b], cu_seqlens[b + 1], h, C,
+                                             hd, att_sn, att_sh, scale)
     elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
         for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
             b = task // NH

@@ -117,14 +117,11 @@ def pack_sequences(sequences: Sequence[Sequence[int]], block_size: int) -> Packe
     """Packed form of token sequences, each predicting its next tokens (cut to block_size):
     what `pack` gives for their padded batch, without building one (the single-document rungs
     call this every step)."""
-    if len(sequences) == 1:  # one document: views of one array (a third of the time)
-        ids = np.asarray(sequences[0][: block_size + 1], dtype=np.int64)
-        if len(ids) < 2:
-            raise ValueError("a batch needs sequences of at least 2 tokens")
-        return ids[:-1], ids[1:], np.array([0, len(ids) - 1], dtype=np.int64)
     cut = [np.asarray(s[: block_size + 1], dtype=np.int64) for s in sequences]
     if not cut or min(len(c) for c in cut) < 2:
         raise ValueError("a batch needs sequences of at least 2 tokens")
+    if len(cut) == 1:  # one document: two views of one array, nothing concatenated
+        return cut[0][:-1], cut[0][1:], np.array([0, len(cut[0]) - 1], dtype=np.int64)
     cu = np.zeros(len(cut) + 1, dtype=np.int64)
     np.cumsum([len(c) - 1 for c in cut], out=cu[1:])
     return np.concatenate([c[:-1] for c in cut]), np.concatenate([c[1:] for c in cut]), cu
