@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from microgpt_lib.config import GPTConfig
@@ -106,6 +106,7 @@ def assert_all_reject(models, call, doc, lr, expected):
 
 @FAST
 @given(case=bad_documents(), call=st.sampled_from(["loss_and_grads", "train_step"]))
+@example(case=("", TypeError), call="loss_and_grads")  # text, though nothing in it to reject
 def test_every_rung_rejects_a_bad_document_alike_and_unchanged(models, case, call):
     doc, expected = case
     assert_all_reject(models, call, doc, 0.01, expected)

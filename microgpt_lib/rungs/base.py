@@ -49,6 +49,8 @@ class Rung(ABC):
         """The document as a list of ints; TypeError for ids that are not integers (1.9, True,
         "a") or a document that is not a sequence, ValueError for fewer than 2 tokens or ids
         outside the vocabulary. (Cheap: every training step of every rung runs it.)"""
+        if isinstance(tokens, (str, bytes)):  # text is not ids, even "" (no id to reject)
+            raise TypeError(_not_token_ids(tokens))
         try:
             ids = list(map(operator.index, tokens))  # TypeError for 1.9, "a", None, numpy bools
         except TypeError:
