@@ -19,10 +19,12 @@ from tqdm.auto import tqdm
 
 from microgpt_lib.batches import CharText, PaddedBatch, char_text, pack, random_windows
 from microgpt_lib.config import GPTConfig
+from microgpt_lib.cpu_load import available_cores, busy_cores, threads_to_use
 from microgpt_lib.numerics import check_count, check_finite, check_lr, check_nonnegative
 from microgpt_lib.params import INIT_STD, init_params
 from microgpt_lib.rungs.rung5_cython.model import FastopsModel, check_adamw
 from microgpt_lib.train.schedules import nanogpt_lr
+from microgpt_lib.train.stop_requests import stop_requests
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class IdsRun:
     val_loss: float = float("nan")
     iters: int = 0
     tokens_per_iter: int = 0
+    num_threads: int = 0
+    interrupted: bool = False
     model: FastopsModel | None = None
 
 
@@ -109,51 +113,79 @@ def nanogpt_model(config: GPTConfig, r: Recipe, seed: int = 1337, dtype=np.float
     return model
 
 
+def default_threads(wanted: int = 2) -> int:
+    """`wanted` threads where that many cores are free now, fewer (with a note) where other
+    programs keep cores busy: there two threads wait on each other and run slower than one."""
+    cores, busy = available_cores(), busy_cores()
+    threads = threads_to_use(wanted, busy, cores)
+    if threads < min(wanted, cores):
+        print(f"other programs keep {busy:.1f} of {cores} cores busy: training on {threads} "
+              f"thread{'s' if threads > 1 else ''} (pass num_threads={wanted} to insist)")
+    return threads
+
+
 def train_gpt_on_ids(train: np.ndarray, val: np.ndarray, vocab_size: int, r: Recipe = Recipe(),
-                     iters: int | None = None, num_threads: int = 2, dtype=np.float32,
+                     iters: int | None = None, num_threads: int | None = None, dtype=np.float32,
                      seed: int = 1337, progress: bool = True, eval_every: int = 0,
                      desc: str = "train", run: IdsRun | None = None) -> IdsRun:
     """Train our GPT with recipe r on random windows of the id array `train` (any vocabulary);
     every `eval_every` iterations (if > 0) estimate train/val loss and note the gradient norm.
 
-    The recipe is checked first; a non-finite loss raises TrainingDiverged.
+    The recipe is checked first; a non-finite loss raises TrainingDiverged. `num_threads=None`
+    takes two threads where two cores are free (`default_threads`). Ctrl-C stops after the
+    current iteration: the run keeps what it trained and is marked `interrupted`.
     """
     r.check()
     if iters is not None:
         check_count("iters", iters, minimum=0)
     config = GPTConfig(r.n_embd, r.n_head, r.n_layer, r.block_size, vocab_size)
+    if num_threads is None:
+        num_threads = default_threads()
     model = nanogpt_model(config, r, seed, dtype, num_threads)
     rng = np.random.default_rng(seed)
     probe_rng = np.random.default_rng(seed + 2)  # its own stream: evaluating changes no batch
     iters = r.max_iters if iters is None else iters
     run = IdsRun() if run is None else run
-    run.iters, run.model, run.tokens_per_iter = iters, model, r.batch_size * r.block_size
+    run.model, run.tokens_per_iter = model, r.batch_size * r.block_size
+    run.num_threads = num_threads
     bar = tqdm(total=iters, desc=desc, disable=not progress)
     start = time.perf_counter()
-    for it in range(iters):
-        x, y = random_windows(train, r.batch_size, r.block_size, rng)
-        batch = pack(PaddedBatch.from_windows(x, y))
-        lr = nanogpt_lr(it, r.learning_rate, r.min_lr, r.warmup_iters, r.lr_decay_iters)
-        loss = model.train_step(*batch, lr, (r.beta1, r.beta2), 1e-8, r.weight_decay,
-                                r.grad_clip)
-        run.losses.append(check_finite("loss", loss, it + 1, lr))
-        run.learning_rates.append(lr)
-        if eval_every and (it % eval_every == 0 or it == iters - 1):
-            run.grad_norms.append(float(np.linalg.norm(model.grads.data.astype(np.float64))))
-            run.eval_at.append(it)
-            run.eval_train.append(estimate_loss(model, train, r, probe_rng))
-            run.eval_val.append(estimate_loss(model, val, r, probe_rng))
-        bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
-        bar.update()
-    run.train_seconds = time.perf_counter() - start
-    bar.close()
+    try:
+        with stop_requests() as stop:
+            for it in range(iters):
+                x, y = random_windows(train, r.batch_size, r.block_size, rng)
+                batch = pack(PaddedBatch.from_windows(x, y))
+                lr = nanogpt_lr(it, r.learning_rate, r.min_lr, r.warmup_iters, r.lr_decay_iters)
+                loss = model.train_step(*batch, lr, (r.beta1, r.beta2), 1e-8, r.weight_decay,
+                                        r.grad_clip)
+                run.losses.append(check_finite("loss", loss, it + 1, lr))
+                run.learning_rates.append(lr)
+                if eval_every and (it % eval_every == 0 or it == iters - 1):
+                    norm = np.linalg.norm(model.grads.data.astype(np.float64))
+                    run.grad_norms.append(float(norm))
+                    run.eval_at.append(it)
+                    run.eval_train.append(estimate_loss(model, train, r, probe_rng))
+                    run.eval_val.append(estimate_loss(model, val, r, probe_rng))
+                bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
+                bar.update()
+                if stop.requested:  # Ctrl-C: the iteration is done, stop here
+                    run.interrupted = True
+                    break
+    except KeyboardInterrupt:  # a second Ctrl-C, or outside the main thread
+        run.interrupted = True
+    finally:
+        run.train_seconds = time.perf_counter() - start
+        run.iters = len(run.losses)
+        bar.close()
+    if run.interrupted:
+        print(f"interrupted after {run.iters} of {iters} iterations; the run so far is kept")
     eval_rng = np.random.default_rng(seed + 1)
     run.train_loss = estimate_loss(model, train, r, eval_rng)
     run.val_loss = estimate_loss(model, val, r, eval_rng)
     return run
 
 
-def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: int = 2,
+def train_char_gpt(r: Recipe = Recipe(), iters: int | None = None, num_threads: int | None = None,
                    dtype=np.float32, seed: int = 1337, progress: bool = True) -> CharRun:
     """Train our GPT on tiny Shakespeare with recipe r (optionally only `iters` iterations).
 
