@@ -5,8 +5,8 @@ again as rungs of a ladder, each faster than the last. Every rung follows the co
 `microgpt_lib.rungs` and starts from the same `init_params`, so the tests can prove that all of
 them compute the same thing.
 
-    core      config, params, flat_params, data, tokenizers, batches, optim, gc_pause, machine, cpu_load,
-              settings, files, checkpoint, scenarios: what every layer above shares
+    core      config, params, flat_params, data, tokenizers, batches, optim, gc_pause, machine,
+              cpu_load, settings, files, checkpoint, scenarios: what every layer above shares
     rungs/    the ladder, one folder per chapter: rung1_scalar ... rung5_cython
     train/    training loops (one document per step, mini-batches), schedules, recipes
     measure/  benchmark harness, throughput, gradient checks, profiling, floors, traffic, ...
