@@ -9,30 +9,35 @@ another BLAS), nothing is registered and every product stays in our hand-written
 """
 from __future__ import annotations
 
-from . import register_numpy_blas, set_attention_blas_threshold, set_blas_threshold
-from . import unregister_blas
+from . import register_numpy_blas, set_attention_blas_threshold, set_blas_min_tokens
+from . import set_blas_threshold, unregister_blas
 
 DEFAULT_THRESHOLD = 64**3  # multiply-adds (M*K*N) from which BLAS beats our loops (chapter 5)
 # Attention of one (sequence, head) goes to BLAS from T*T*head_size = 32^3 (T = 64, hd = 8) on:
 # four products that BLAS runs with wide vectors, against our own loops (chapter 5).
 DEFAULT_ATTENTION_THRESHOLD = 32**3
+# Products of fewer tokens stay in our loops, forward and backward, whatever their widths: inside
+# a step of one name (7 tokens) BLAS first packs weights that arrive cold from L3 (chapter 6).
+DEFAULT_MIN_TOKENS = 32
 
 
 def enable_numpy_blas(threshold: int = DEFAULT_THRESHOLD,
-                      attention_threshold: int | None = None) -> str | None:
-    """Use NumPy's OpenBLAS dgemm/sgemm for products of at least `threshold` multiply-adds, and
-    for attention from T*T*head_size >= attention_threshold (default: the smaller of threshold
-    and DEFAULT_ATTENTION_THRESHOLD); returns the library path, or None (and changes nothing)
-    if NumPy ships no such library. ValueError for a negative threshold."""
+                      attention_threshold: int | None = None,
+                      min_tokens: int = DEFAULT_MIN_TOKENS) -> str | None:
+    """Use NumPy's OpenBLAS dgemm/sgemm for products of at least `threshold` multiply-adds and
+    `min_tokens` tokens, and for attention from T*T*head_size >= attention_threshold (default:
+    the smaller of threshold and DEFAULT_ATTENTION_THRESHOLD); returns the library path, or None
+    (and changes nothing) if NumPy ships no such library. ValueError for a negative setting."""
     if attention_threshold is None:
         attention_threshold = min(threshold, DEFAULT_ATTENTION_THRESHOLD)
-    for value in (threshold, attention_threshold):
+    for value in (threshold, attention_threshold, min_tokens):
         if not 0 <= value < 2**63:
-            raise ValueError(f"a BLAS threshold is 0..2**63-1 multiply-adds, got {value}")
+            raise ValueError(f"a BLAS threshold is 0..2**63-1 (multiply-adds, tokens), got {value}")
     path = register_numpy_blas()
     if path is not None:
         set_blas_threshold(threshold)
         set_attention_blas_threshold(attention_threshold)
+        set_blas_min_tokens(min_tokens)
     return path
 
 

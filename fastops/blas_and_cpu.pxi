@@ -40,6 +40,10 @@ cdef object _blas_path = None
 cdef bint _blas_on = False
 cdef int64_t _blas_min_flops = 1 << 62     # BLAS off until set_blas_threshold says otherwise
 cdef int64_t _attn_blas_min_flops = 1 << 62  # the same for attention's per-(sequence, head) T*T*hd
+# A product of fewer tokens (rows) than this stays in our loops however large its widths: they hold
+# 8 tokens in registers, where BLAS would first pack the weights and, for a weight gradient, clear
+# it, extra passes over matrices that arrive cold from L3 in a step (chapter 6).
+cdef int64_t _blas_min_tokens = 32
 # Below this many multiply-adds a parallel region costs more than it gives: the threads meet at
 # its start and end, a few microseconds while the waiting thread still spins (fastops/__init__),
 # so a region needs ~10 us of work (2^17 multiply-adds; 2^20 left e64's products on one thread).
@@ -158,6 +162,20 @@ def set_blas_threshold(min_flops: int) -> None:
 def get_blas_threshold() -> int:
     """The current BLAS threshold in multiply-adds (M*K*N)."""
     return _blas_min_flops
+
+
+def set_blas_min_tokens(min_tokens: int) -> None:
+    """Products of fewer than min_tokens tokens (rows) stay in our loops, forward and backward,
+    whatever their number of multiply-adds; 0 leaves the choice to the BLAS threshold alone."""
+    global _blas_min_tokens
+    if not 0 <= min_tokens < 2**63:
+        raise ValueError(f"set_blas_min_tokens: a number of tokens is 0..2**63-1, got {min_tokens}")
+    _blas_min_tokens = min_tokens
+
+
+def get_blas_min_tokens() -> int:
+    """The fewest tokens (rows) a product needs before it may go to BLAS."""
+    return _blas_min_tokens
 
 
 def set_attention_blas_threshold(min_flops: int) -> None:

@@ -274,10 +274,6 @@ cdef void _gemm_loops(real* out, const real* a, Py_ssize_t sam, Py_ssize_t sak, 
         _gemm_rows_blocked(out, a, sam, sak, b, 0, M, K, Nn, accumulate)
 
 
-cdef enum:
-    FORWARD_BLAS_MIN_TOKENS = 32
-
-
 cdef inline void _matmul_forward_cols(real* out, const real* inp, const real* weight,
                                       Py_ssize_t N, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t C,
                                       Py_ssize_t OC) noexcept nogil:
@@ -381,10 +377,10 @@ cdef void matmul_forward(real* out,           # (N, OC)
                          const real* weight,  # (OC, C), PyTorch's (out, in) order
                          Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, int nthreads) noexcept nogil:
     """out = inp @ weight^T: BLAS when large enough, else our loops. Our loops hold 8 tokens in
-    registers and beat BLAS below FORWARD_BLAS_MIN_TOKENS tokens, whatever the widths (measured
-    in chapter 6). With threads, each thread makes its own BLAS call on a slab of rows."""
+    registers and beat BLAS below _blas_min_tokens tokens, whatever the widths (measured in
+    chapter 6). With threads, each thread makes its own BLAS call on a slab of rows."""
     cdef Py_ssize_t blk, nblk = (OC + 15) // 16, r0, r1, part
-    if N >= FORWARD_BLAS_MIN_TOKENS and _use_blas(out, N, C, OC):
+    if N >= _blas_min_tokens and _use_blas(out, N, C, OC):
         if nthreads > 1 and N >= 8 * nthreads and N * C * OC >= _parallel_min_flops:
             part = (N + nthreads - 1) // nthreads
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
@@ -410,11 +406,13 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
                           int nthreads, bint accumulate_dweight=True) noexcept nogil:
     """dweight (+)= dout^T @ inp; dinp (+)= dout @ weight. Overwriting dweight
     (accumulate_dweight false) spares zeroing the gradients first and reading the zeros back.
+    BLAS only from _blas_min_tokens tokens on, as forward: with fewer, BLAS wins when timed alone
+    but loses in a step, where it packs cold weights and clears dweight before adding to it.
     With threads and BLAS, thread b owns a slab of rows of dweight and a slab of rows of dinp."""
     cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
     cdef real beta = 1.0 if accumulate else 0.0
     cdef real beta_w = 1.0 if accumulate_dweight else 0.0
-    if _use_blas(dweight, N, C, OC):
+    if N >= _blas_min_tokens and _use_blas(dweight, N, C, OC):
         if (nthreads > 1 and N >= 8 * nthreads and OC >= 8 * nthreads
                 and N * C * OC >= _parallel_min_flops):
             part_n = (N + nthreads - 1) // nthreads

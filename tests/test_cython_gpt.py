@@ -141,7 +141,7 @@ def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_
     batch = PaddedBatch.from_sequences(docs[:30], config.block_size)
     hand = CythonBackend(config, params, np.float64, num_threads)
     loss_hand = hand.forward_backward(batch)
-    if enable_numpy_blas(threshold=0) is None:
+    if enable_numpy_blas(threshold=0, min_tokens=0) is None:
         pytest.skip("this NumPy does not bundle OpenBLAS")
     try:
         blas = CythonBackend(config, params, np.float64, num_threads)
@@ -168,7 +168,7 @@ def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all
     split = [flat.copy(), np.zeros_like(flat), np.zeros_like(flat), np.zeros_like(flat)]
     settings = (0.01, 0.85, 0.99, 1e-8, 0.1)
     saved, was_on = fastops.get_blas_threshold(), fastops.blas_library() is not None
-    if all_blas and enable_numpy_blas(threshold=0) is None:
+    if all_blas and enable_numpy_blas(threshold=0, min_tokens=0) is None:
         pytest.skip("this NumPy does not bundle OpenBLAS")
     try:
         for t, doc in enumerate(docs[:4], start=1):

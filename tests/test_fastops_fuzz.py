@@ -164,7 +164,7 @@ def worker(cases: list[dict]) -> None:
         if case["blas"] == "off":
             fastops.blas.disable_blas()
         else:
-            fastops.blas.enable_numpy_blas(*((0, 0) if case["blas"] == "always" else ()))
+            fastops.blas.enable_numpy_blas(*((0, 0, 0) if case["blas"] == "always" else ()))
         outcomes[(run_layer_call if "layer" in case else run_model_call)(fastops, case)] += 1
     print(json.dumps(outcomes))
 

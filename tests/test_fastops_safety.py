@@ -128,6 +128,8 @@ def case_thread_counts() -> None:
                    fastops.set_attention_blas_threshold):
         with pytest.raises(ValueError, match="multiply-adds"):
             setter(-1)
+    with pytest.raises(ValueError, match="tokens"):
+        fastops.set_blas_min_tokens(-1)
 
 
 def case_tokens_must_be_integers() -> None:
@@ -198,6 +200,7 @@ def case_blas_is_registered_by_default() -> None:
     assert fastops.blas_library() == fastops.kernels.numpy_openblas_path()
     if fastops.blas_library() is not None:
         assert fastops.get_blas_threshold() == fastops.blas.DEFAULT_THRESHOLD
+        assert fastops.get_blas_min_tokens() == fastops.blas.DEFAULT_MIN_TOKENS
     print(fastops.blas_library())
 
 
@@ -207,7 +210,7 @@ def case_blas_can_be_switched_off() -> None:
     assert fastops.blas_library() is None  # FASTOPS_BLAS=0
     model = Model()
     loops = model.gpt_loss()
-    if fastops.blas.enable_numpy_blas(threshold=0, attention_threshold=0) is None:
+    if fastops.blas.enable_numpy_blas(threshold=0, attention_threshold=0, min_tokens=0) is None:
         return  # this NumPy ships no OpenBLAS: nothing to compare
     assert fastops.blas_library() is not None
     assert abs(model.gpt_loss() - loops) < 1e-12
