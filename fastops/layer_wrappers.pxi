@@ -100,13 +100,12 @@ def py_attention_forward(const real[:, ::1] q, const real[:, ::1] k, const real[
     _need(T > 0 and C > 0, "attention_forward: q, k, v must not be empty")
     dtype = np.float32 if real is float else np.float64
     out = np.empty((T, C), dtype=dtype)
-    att = np.zeros((n_head, T, T), dtype=dtype)
+    att = np.empty((n_head, T, T), dtype=dtype)  # every element is written, zeros included
     cdef real[:, ::1] o = out
     cdef real[:, :, ::1] a = att
-    cdef int64_t[::1] pos = np.arange(T, dtype=np.int64)
     cdef int64_t[::1] cu = np.array([0, T], dtype=np.int64)
-    attention_forward(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], &pos[0], &cu[0], 1, T,
-                      C, n_head, T, T * T, 1)
+    attention_forward(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], &cu[0], 1, T, C,
+                      n_head, T, T * T, 1)
     return out, att
 
 
