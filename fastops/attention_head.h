@@ -3,7 +3,8 @@
    kernels.pxi, which defines before each inclusion
      FA_REAL             float or double
      FA_NAME(x)          the name of this type's copy of x (fastops_s_x, fastops_d_x)
-     FA_VEXP(x), FA_INT   (optional) e^x on a vector, and the integer as wide as FA_REAL
+     FA_DOT(x, y, n)     a dot product whose sum may be reordered (vectorised)
+     FA_VEXP(x), FA_INT   (optional) e^x on a vector of x <= 0, and the integer as wide as FA_REAL
    and FASTOPS_VEC_BYTES (the widest vector the build may use).
 
    Every product here is a causal triangle of T x T x hd multiply-adds, cut into tiles of MR
@@ -24,22 +25,31 @@ enum {
 
 /* acc[r][v] = sum over k in k0..k1-1 of a[r][k] * b[k * ldb + v * LANES], for the MR rows whose
    element k is at arow[r][k * aks] (rows past the tile's end repeat a real row: their sums are
-   never stored) and NV vectors of b's row k. */
-static inline void FA_NAME(tile)(FA_NAME(vec) acc[FA_NAME(MR)][FA_NAME(NV)],
-                                 const FA_REAL* const arow[FA_NAME(MR)], Py_ssize_t aks,
-                                 const FA_REAL* b, Py_ssize_t ldb, Py_ssize_t k0, Py_ssize_t k1) {
+   never stored) and the first nv (1 or NV) vectors of b's row k; the other vectors are zero. */
+static inline void FA_NAME(tile_nv)(FA_NAME(vec) acc[FA_NAME(MR)][FA_NAME(NV)],
+                                    const FA_REAL* const arow[FA_NAME(MR)], Py_ssize_t aks,
+                                    const FA_REAL* b, Py_ssize_t ldb, Py_ssize_t k0,
+                                    Py_ssize_t k1, const int nv) {
     enum { MR = FA_NAME(MR), NV = FA_NAME(NV), LANES = FA_NAME(LANES) };
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = (FA_NAME(vec)){0};
     for (Py_ssize_t k = k0; k < k1; k++) {
         FA_NAME(vec) bv[NV];
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < nv; v++)
             __builtin_memcpy(&bv[v], b + k * ldb + v * LANES, sizeof(FA_NAME(vec)));
         for (int r = 0; r < MR; r++) {
             FA_REAL ar = arow[r][k * aks];
-            for (int v = 0; v < NV; v++) acc[r][v] += ar * bv[v];
+            for (int v = 0; v < nv; v++) acc[r][v] += ar * bv[v];
         }
     }
+}
+
+/* tile_nv with all NV vectors, or (last) with only the first when the columns past it are all
+   above the diagonal: a diagonal tile then does half the multiply-adds. */
+static inline void FA_NAME(tile)(FA_NAME(vec) acc[FA_NAME(MR)][FA_NAME(NV)],
+                                 const FA_REAL* const arow[FA_NAME(MR)], Py_ssize_t aks,
+                                 const FA_REAL* b, Py_ssize_t ldb, Py_ssize_t k0, Py_ssize_t k1) {
+    FA_NAME(tile_nv)(acc, arow, aks, b, ldb, k0, k1, FA_NAME(NV));
 }
 
 /* Rows r < nr of a tile into out + r * ldo, columns c0..c0 + NV * LANES - 1 cut at width:
@@ -100,54 +110,74 @@ static inline void FA_NAME(pack)(FA_REAL* dst, Py_ssize_t ldd, const FA_REAL* sr
 }
 
 /* The softmax of a tile's MR rows of scores (row r at s + r * Tp, token i0 + r, keys
-   0..i0 + r; scale > 0): each row's weights into s and into att's row (zeros after the
-   diagonal, up to T) for the nr real rows; in s, zeros after the diagonal up to jend. */
+   0..i0 + r; scale > 0). The weights go to att's rows (zeros after the diagonal, up to T) for
+   the nr real rows; s keeps them unnormalised, with zeros after the diagonal, and inv[r] is
+   what row r must be multiplied by (the weighted sum of v is scaled once, at its end). s's
+   columns from round_up(jend, NV * LANES) on must be zero (never written) on entry. */
 static inline void FA_NAME(softmax_tile)(FA_REAL* s, Py_ssize_t Tp, FA_REAL* att,
                                          Py_ssize_t att_sn, int nr, Py_ssize_t i0,
-                                         Py_ssize_t jend, Py_ssize_t T, FA_REAL scale) {
-    enum { MR = FA_NAME(MR), LANES = FA_NAME(LANES) };
-    FA_REAL inv[MR];
-    Py_ssize_t j;
+                                         Py_ssize_t jend, Py_ssize_t T, FA_REAL scale,
+                                         FA_REAL inv[FA_NAME(MR)]) {
+    enum { MR = FA_NAME(MR), LANES = FA_NAME(LANES), W = FA_NAME(NV) * LANES };
+    Py_ssize_t j, jw = (jend + W - 1) / W * W;  /* the tile's columns end at jw */
 #ifdef FA_VEXP  /* exp on whole vectors; lanes past the diagonal are masked out */
     typedef FA_INT FA_NAME(ivec) __attribute__((vector_size(FASTOPS_VEC_BYTES)));
-    FA_NAME(vec) x, mx[MR], sum[MR];
-    FA_NAME(ivec) lane, in, bigger;
-    FA_REAL m[MR];
+    FA_NAME(vec) x, mx, sum, sums[MR];
+    FA_NAME(ivec) lane, in;
     for (int l = 0; l < LANES; l++) lane[l] = l;
     for (int r = 0; r < MR; r++) {
-        mx[r] = (FA_NAME(vec)){0} + s[r * Tp];
-        sum[r] = (FA_NAME(vec)){0};
-    }
-    for (j = 0; j < jend; j += LANES)
-        for (int r = 0; r < MR; r++) {
-            __builtin_memcpy(&x, s + r * Tp + j, sizeof(x));
-            in = lane < (FA_NAME(ivec)){0} + (FA_INT)(i0 + r + 1 - j);
-            bigger = in & (x > mx[r]);
-            mx[r] = (FA_NAME(vec))((bigger & (FA_NAME(ivec))x) | (~bigger & (FA_NAME(ivec))mx[r]));
+        FA_REAL* row = s + r * Tp;
+        Py_ssize_t L = i0 + (r < nr ? r : 0) + 1, full = L / LANES * LANES;  /* as tile's rows */
+        FA_REAL m = row[0];
+        mx = (FA_NAME(vec)){0} + m;
+        for (j = 0; j < full; j += LANES) {
+            __builtin_memcpy(&x, row + j, sizeof(x));
+            in = x > mx;
+            mx = (FA_NAME(vec))((in & (FA_NAME(ivec))x) | (~in & (FA_NAME(ivec))mx));
         }
-    for (int r = 0; r < MR; r++) {
-        m[r] = mx[r][0];
-        for (int l = 1; l < LANES; l++) m[r] = mx[r][l] > m[r] ? mx[r][l] : m[r];
-    }
-    for (j = 0; j < jend; j += LANES)
-        for (int r = 0; r < MR; r++) {
-            __builtin_memcpy(&x, s + r * Tp + j, sizeof(x));
-            x = FA_VEXP((x - m[r]) * scale);
-            if (j + LANES > i0 + r + 1) {
-                in = lane < (FA_NAME(ivec)){0} + (FA_INT)(i0 + r + 1 - j);
-                x = (FA_NAME(vec))(in & (FA_NAME(ivec))x);
-            }
-            sum[r] += x;
-            __builtin_memcpy(s + r * Tp + j, &x, sizeof(x));
+        for (int l = 0; l < LANES; l++) m = mx[l] > m ? mx[l] : m;
+        for (j = full; j < L; j++) m = row[j] > m ? row[j] : m;
+        sum = (FA_NAME(vec)){0};
+        for (j = 0; j < full; j += LANES) {
+            __builtin_memcpy(&x, row + j, sizeof(x));
+            x = FA_VEXP((x - m) * scale);
+            sum += x;
+            __builtin_memcpy(row + j, &x, sizeof(x));
         }
-    for (int r = 0; r < MR; r++) {
+        if (full < L) {  /* the diagonal's vector, lanes past it zero */
+            __builtin_memcpy(&x, row + j, sizeof(x));
+            in = lane < (FA_NAME(ivec)){0} + (FA_INT)(L - j);
+            x = (FA_NAME(vec))(in & (FA_NAME(ivec))FA_VEXP((x - m) * scale));
+            sum += x;
+            __builtin_memcpy(row + j, &x, sizeof(x));
+            j += LANES;
+        }
+        for (; j < jw; j += LANES) {
+            x = (FA_NAME(vec)){0};
+            __builtin_memcpy(row + j, &x, sizeof(x));
+        }
+        sums[r] = sum;
+    }
+    for (int r = 0; r < MR; r++) {  /* after the rows: their sums need not wait for each other */
         FA_REAL total = 0;
-        for (int l = 0; l < LANES; l++) total += sum[r][l];
+        for (int l = 0; l < LANES; l++) total += sums[r][l];
         inv[r] = 1 / total;
+    }
+    for (int r = 0; r < nr; r++) {  /* att = row * inv: zeros past the diagonal come along */
+        const FA_REAL* row = s + r * Tp;
+        FA_REAL* a = att + (i0 + r) * att_sn;
+        FA_NAME(vec) iv = (FA_NAME(vec)){0} + inv[r];
+        for (j = 0; j + LANES <= T; j += LANES) {
+            __builtin_memcpy(&x, row + j, sizeof(x));
+            x *= iv;
+            __builtin_memcpy(a + j, &x, sizeof(x));
+        }
+        for (; j < T; j++) a[j] = row[j] * inv[r];
     }
 #else
     for (int r = 0; r < nr; r++) {
         FA_REAL* row = s + r * Tp;
+        FA_REAL* a = att + (i0 + r) * att_sn;
         FA_REAL m = row[0], total = 0;
         Py_ssize_t L = i0 + r + 1;
         for (j = 1; j < L; j++) m = row[j] > m ? row[j] : m;
@@ -155,20 +185,13 @@ static inline void FA_NAME(softmax_tile)(FA_REAL* s, Py_ssize_t Tp, FA_REAL* att
             row[j] = exp((row[j] - m) * scale);
             total += row[j];
         }
-        for (; j < jend; j++) row[j] = 0;
+        for (; j < jw; j++) row[j] = 0;
         inv[r] = 1 / total;
-    }
-#endif
-    for (int r = 0; r < nr; r++) {
-        FA_REAL* row = s + r * Tp;
-        FA_REAL* a = att + (i0 + r) * att_sn;
-        Py_ssize_t L = i0 + r + 1;
-        for (j = 0; j < L; j++) {
-            row[j] *= inv[r];
-            a[j] = row[j];
-        }
+        for (j = 0; j < L; j++) a[j] = row[j] * inv[r];
         for (; j < T; j++) a[j] = 0;
     }
+    for (int r = nr; r < MR; r++) inv[r] = 0;
+#endif
 }
 
 static inline Py_ssize_t FA_NAME(round_up)(Py_ssize_t n, Py_ssize_t m) {
@@ -191,8 +214,10 @@ static int FA_NAME(attention_forward_head)(FA_REAL* out, FA_REAL* att, const FA_
     const FA_REAL* vp = v;       /* (T, hd), row stride ldv */
     Py_ssize_t ldv = C;
     FA_NAME(vec) acc[MR][NV];
+    FA_REAL inv[MR];
     const FA_REAL* arow[MR];
     FA_NAME(pack)(kt, Tp, k, C, T, hd, Tp, 1);
+    for (Py_ssize_t j = 0; j < MR * Tp; j++) s[j] = 0;  /* see softmax_tile */
     if (copy) {
         FA_NAME(pack)(s + MR * Tp, hdp, v, C, T, hd, hdp, 0);
         vp = s + MR * Tp;
@@ -203,13 +228,18 @@ static int FA_NAME(attention_forward_head)(FA_REAL* out, FA_REAL* att, const FA_
         Py_ssize_t jend = i0 + nr;  /* keys 0..jend-1 reach this tile's rows */
         FA_NAME(rows)(arow, q, C, i0, nr);
         for (Py_ssize_t j0 = 0; j0 < jend; j0 += W) {  /* scores, q . k over the head */
-            FA_NAME(tile)(acc, arow, 1, kt + j0, Tp, 0, hd);
+            if (jend - j0 <= LANES)
+                FA_NAME(tile_nv)(acc, arow, 1, kt + j0, Tp, 0, hd, 1);
+            else
+                FA_NAME(tile)(acc, arow, 1, kt + j0, Tp, 0, hd);
             FA_NAME(tile_out)(acc, MR, s, Tp, j0, Tp, 0);  /* all MR rows: see softmax_tile */
         }
-        FA_NAME(softmax_tile)(s, Tp, att, att_sn, nr, i0, jend, T, scale);
+        FA_NAME(softmax_tile)(s, Tp, att, att_sn, nr, i0, jend, T, scale, inv);
         FA_NAME(rows)(arow, s, Tp, 0, nr);
         for (Py_ssize_t c0 = 0; c0 < hd; c0 += W) {  /* out = weights @ v */
             FA_NAME(tile)(acc, arow, 1, vp + c0, ldv, 0, jend);
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NV; c++) acc[r][c] *= inv[r];
             FA_NAME(tile_out)(acc, nr, out + i0 * C, C, c0, hd, 0);
         }
     }
@@ -256,15 +286,17 @@ static int FA_NAME(attention_backward_head)(FA_REAL* dq, FA_REAL* dk, FA_REAL* d
         Py_ssize_t jend = i0 + nr;
         FA_NAME(rows)(arow, dout, C, i0, nr);
         for (Py_ssize_t j0 = 0; j0 < jend; j0 += W) {  /* d(weights) = dout . v */
-            FA_NAME(tile)(acc, arow, 1, vt + j0, Tp, 0, hd);
+            if (jend - j0 <= LANES)
+                FA_NAME(tile_nv)(acc, arow, 1, vt + j0, Tp, 0, hd, 1);
+            else
+                FA_NAME(tile)(acc, arow, 1, vt + j0, Tp, 0, hd);
             FA_NAME(tile_out)(acc, nr, ds + i0 * Tp, Tp, j0, Tp, 0);
         }
         for (int r = 0; r < nr; r++) {  /* softmax backward, scaled */
             Py_ssize_t i = i0 + r, j;
             FA_REAL* g = ds + i * Tp;
             const FA_REAL* a = p + i * Tp;
-            FA_REAL dot = 0;
-            for (j = 0; j <= i; j++) dot += a[j] * g[j];
+            FA_REAL dot = FA_DOT(a, g, i + 1);
             for (j = 0; j <= i; j++) g[j] = a[j] * (g[j] - dot) * scale;
             for (; j < Tp; j++) g[j] = 0;
         }

@@ -496,12 +496,8 @@ cdef extern from *:
     typedef int fastops_vi __attribute__((vector_size(FASTOPS_VEC_BYTES)));
     enum { FASTOPS_FLANES = FASTOPS_VEC_BYTES / sizeof(float) };
 
-    /* e^x lane by lane; x is clamped to [-87.3, 88] (e^-87.3 is about 1e-38, not 0) */
-    static inline fastops_vf fastops_vexpf(fastops_vf x) {
-        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f, hi = (fastops_vf){0} + 88.0f;
-        fastops_vi low = x < lo, high = x > hi;
-        x = (fastops_vf)((low & (fastops_vi)lo) | (high & (fastops_vi)hi)
-                         | (~(low | high) & (fastops_vi)x));
+    /* e^x lane by lane for x in [-87.3, 88] */
+    static inline fastops_vf fastops_vexpf_in_range(fastops_vf x) {
         const float magic = 12582912.0f;  /* 1.5 * 2^23: adding it rounds to an integer */
         fastops_vf t = x * 1.44269504088896341f + magic;
         fastops_vi n_int = (fastops_vi)t - (fastops_vi)((fastops_vf){0} + magic);
@@ -515,6 +511,22 @@ cdef extern from *:
         p = p * r + 5.0000001201e-1f;
         fastops_vf y = p * r * r + r + 1.0f;
         return y * (fastops_vf)((n_int + 127) << 23);
+    }
+
+    /* e^x lane by lane; x is clamped to [-87.3, 88] (e^-87.3 is about 1e-38, not 0) */
+    static inline fastops_vf fastops_vexpf(fastops_vf x) {
+        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f, hi = (fastops_vf){0} + 88.0f;
+        fastops_vi low = x < lo, high = x > hi;
+        x = (fastops_vf)((low & (fastops_vi)lo) | (high & (fastops_vi)hi)
+                         | (~(low | high) & (fastops_vi)x));
+        return fastops_vexpf_in_range(x);
+    }
+
+    /* the same for x <= 0 (a softmax's shifted scores): only the lower clamp */
+    static inline fastops_vf fastops_vexpf_nonpositive(fastops_vf x) {
+        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f;
+        fastops_vi low = x < lo;
+        return fastops_vexpf_in_range((fastops_vf)((low & (fastops_vi)lo) | (~low & (fastops_vi)x)));
     }
 
     /* row[0..n) = softmax(scale * row[0..n)), the row's maximum subtracted first (n >= 1, scale
@@ -596,7 +608,8 @@ cdef extern from *:
     #endif
     #define FA_REAL float
     #define FA_NAME(x) fastops_s_##x
-    #define FA_VEXP(x) fastops_vexpf(x)
+    #define FA_DOT fastops_sdot
+    #define FA_VEXP(x) fastops_vexpf_nonpositive(x)
     #define FA_INT int
     #if defined(__AVX__)
     #define FA_TRANSPOSE_BLOCK fastops_transpose8f
@@ -605,12 +618,14 @@ cdef extern from *:
     #include "attention_head.h"
     #undef FA_REAL
     #undef FA_NAME
+    #undef FA_DOT
     #undef FA_VEXP
     #undef FA_INT
     #undef FA_TRANSPOSE_BLOCK
     #undef FA_TB
     #define FA_REAL double
     #define FA_NAME(x) fastops_d_##x
+    #define FA_DOT fastops_ddot
     #if defined(__AVX__)
     #define FA_TRANSPOSE_BLOCK fastops_transpose4d
     #define FA_TB 4
@@ -618,6 +633,7 @@ cdef extern from *:
     #include "attention_head.h"
     #undef FA_REAL
     #undef FA_NAME
+    #undef FA_DOT
     #undef FA_TRANSPOSE_BLOCK
     #undef FA_TB
     """
