@@ -125,29 +125,33 @@ static inline void FA_NAME(softmax_tile)(FA_REAL* s, Py_ssize_t Tp, FA_REAL* att
     FA_NAME(vec) x, mx, sum, sums[MR];
     FA_NAME(ivec) lane, in;
     for (int l = 0; l < LANES; l++) lane[l] = l;
-    for (int r = 0; r < MR; r++) {
-        FA_REAL* row = s + r * Tp;
-        Py_ssize_t L = i0 + (r < nr ? r : 0) + 1, full = L / LANES * LANES;  /* as tile's rows */
-        FA_REAL m = row[0];
-        mx = (FA_NAME(vec)){0} + m;
-        for (j = 0; j < full; j += LANES) {
+    FA_REAL m[MR];
+    for (int r = 0; r < MR; r++) {  /* the rows' maxima first: independent chains */
+        const FA_REAL* row = s + r * Tp;
+        Py_ssize_t L = i0 + (r < nr ? r : 0) + 1;  /* rows past nr repeat row 0, as tile's */
+        mx = (FA_NAME(vec)){0} + row[0];
+        for (j = 0; j < L; j += LANES) {
             __builtin_memcpy(&x, row + j, sizeof(x));
-            in = x > mx;
+            in = (x > mx) & (lane < (FA_NAME(ivec)){0} + (FA_INT)(L - j));
             mx = (FA_NAME(vec))((in & (FA_NAME(ivec))x) | (~in & (FA_NAME(ivec))mx));
         }
-        for (int l = 0; l < LANES; l++) m = mx[l] > m ? mx[l] : m;
-        for (j = full; j < L; j++) m = row[j] > m ? row[j] : m;
+        m[r] = mx[0];
+        for (int l = 1; l < LANES; l++) m[r] = mx[l] > m[r] ? mx[l] : m[r];
+    }
+    for (int r = 0; r < MR; r++) {
+        FA_REAL* row = s + r * Tp;
+        Py_ssize_t L = i0 + (r < nr ? r : 0) + 1, full = L / LANES * LANES;
         sum = (FA_NAME(vec)){0};
         for (j = 0; j < full; j += LANES) {
             __builtin_memcpy(&x, row + j, sizeof(x));
-            x = FA_VEXP((x - m) * scale);
+            x = FA_VEXP((x - m[r]) * scale);
             sum += x;
             __builtin_memcpy(row + j, &x, sizeof(x));
         }
         if (full < L) {  /* the diagonal's vector, lanes past it zero */
             __builtin_memcpy(&x, row + j, sizeof(x));
             in = lane < (FA_NAME(ivec)){0} + (FA_INT)(L - j);
-            x = (FA_NAME(vec))(in & (FA_NAME(ivec))FA_VEXP((x - m) * scale));
+            x = (FA_NAME(vec))(in & (FA_NAME(ivec))FA_VEXP((x - m[r]) * scale));
             sum += x;
             __builtin_memcpy(row + j, &x, sizeof(x));
             j += LANES;
