@@ -441,6 +441,8 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
 # weights for the backward: token n, head h, key s at att[n*att_sn + h*att_sh + s] (the model
 # stores them (N, NH, block); the single-sequence wrapper (NH, T, T)).
 
+# One token and one head in plain loops: the fallback when the tiles' scratch cannot be allocated.
+
 cdef void _attention_row(real* out, real* att, const real* q, const real* k, const real* v,
                          Py_ssize_t n, Py_ssize_t start, Py_ssize_t h, Py_ssize_t C,
                          Py_ssize_t hd, real scale) noexcept nogil:
@@ -470,9 +472,9 @@ cdef void _attention_row(real* out, real* att, const real* q, const real* k, con
             oh[j] += w * kh[j]
 
 
-# Attention of one (sequence, head) as four small matrix products (BLAS): with T = 64 the
-# products are large enough for BLAS' vector kernels, whose width our portable loops lack.
-# Full T x T products do twice the causal work but run several times faster than the loops.
+# Attention of one (sequence, head) as four matrix products of the full T x T square in BLAS
+# (twice the causal work): for long sequences only (fastops.blas.DEFAULT_ATTENTION_THRESHOLD);
+# shorter ones run in our register tiles of the triangle, below.
 
 cdef inline bint _attn_blas(const real* x, const int64_t* cu_seqlens, Py_ssize_t B,
                             Py_ssize_t hd) noexcept nogil:
