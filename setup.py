@@ -79,6 +79,7 @@ extensions = [
     Extension(
         f"fastops.{name}",
         [f"fastops/{name}.pyx"],
+        depends=["fastops/attention_head.h"],  # C included by kernels.pxi: rebuild when it changes
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=flags + compile_args,

@@ -13,9 +13,11 @@ from . import register_numpy_blas, set_attention_blas_threshold, set_blas_min_to
 from . import set_blas_threshold, unregister_blas
 
 DEFAULT_THRESHOLD = 64**3  # multiply-adds (M*K*N) from which BLAS beats our loops (chapter 5)
-# Attention of one (sequence, head) goes to BLAS from T*T*head_size = 32^3 (T = 64, hd = 8) on:
-# four products that BLAS runs with wide vectors, against our own loops (chapter 5).
-DEFAULT_ATTENTION_THRESHOLD = 32**3
+# Attention of one (sequence, head) goes to BLAS from T*T*head_size = 2^21 (T = 256, hd = 32) on.
+# Below, our register tiles of the causal triangle win: at T = 64 and 128 (head size 32, float32
+# and float64) they took from half of BLAS' time to about as long, forward and backward, side by
+# side (two runs); from T = 256 BLAS' four products of the full square won the backward.
+DEFAULT_ATTENTION_THRESHOLD = 2**21
 # Products of fewer tokens stay in our loops, forward and backward, whatever their widths: inside
 # a step of one name (7 tokens) BLAS first packs weights that arrive cold from L3 (chapter 6).
 DEFAULT_MIN_TOKENS = 32

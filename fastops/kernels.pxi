@@ -439,6 +439,8 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
 # weights for the backward: token n, head h, key s at att[n*att_sn + h*att_sh + s] (the model
 # stores them (N, NH, block); the single-sequence wrapper (NH, T, T)).
 
+# One token and one head in plain loops: the fallback when the tiles' scratch cannot be allocated.
+
 cdef void _attention_row(real* out, real* att, const real* q, const real* k, const real* v,
                          Py_ssize_t n, Py_ssize_t start, Py_ssize_t h, Py_ssize_t C,
                          Py_ssize_t hd, real scale) noexcept nogil:
@@ -468,9 +470,9 @@ cdef void _attention_row(real* out, real* att, const real* q, const real* k, con
             oh[j] += w * kh[j]
 
 
-# Attention of one (sequence, head) as four small matrix products (BLAS): with T = 64 the
-# products are large enough for BLAS' vector kernels, whose width our portable loops lack.
-# Full T x T products do twice the causal work but run several times faster than the loops.
+# Attention of one (sequence, head) as four matrix products of the full T x T square in BLAS
+# (twice the causal work): for long sequences only (fastops.blas.DEFAULT_ATTENTION_THRESHOLD);
+# shorter ones run in our register tiles of the triangle, below.
 
 cdef inline bint _attn_blas(const real* x, const int64_t* cu_seqlens, Py_ssize_t B,
                             Py_ssize_t hd) noexcept nogil:
@@ -494,12 +496,8 @@ cdef extern from *:
     typedef int fastops_vi __attribute__((vector_size(FASTOPS_VEC_BYTES)));
     enum { FASTOPS_FLANES = FASTOPS_VEC_BYTES / sizeof(float) };
 
-    /* e^x lane by lane; x is clamped to [-87.3, 88] (e^-87.3 is about 1e-38, not 0) */
-    static inline fastops_vf fastops_vexpf(fastops_vf x) {
-        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f, hi = (fastops_vf){0} + 88.0f;
-        fastops_vi low = x < lo, high = x > hi;
-        x = (fastops_vf)((low & (fastops_vi)lo) | (high & (fastops_vi)hi)
-                         | (~(low | high) & (fastops_vi)x));
+    /* e^x lane by lane for x in [-87.3, 88] */
+    static inline fastops_vf fastops_vexpf_in_range(fastops_vf x) {
         const float magic = 12582912.0f;  /* 1.5 * 2^23: adding it rounds to an integer */
         fastops_vf t = x * 1.44269504088896341f + magic;
         fastops_vi n_int = (fastops_vi)t - (fastops_vi)((fastops_vf){0} + magic);
@@ -513,6 +511,22 @@ cdef extern from *:
         p = p * r + 5.0000001201e-1f;
         fastops_vf y = p * r * r + r + 1.0f;
         return y * (fastops_vf)((n_int + 127) << 23);
+    }
+
+    /* e^x lane by lane; x is clamped to [-87.3, 88] (e^-87.3 is about 1e-38, not 0) */
+    static inline fastops_vf fastops_vexpf(fastops_vf x) {
+        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f, hi = (fastops_vf){0} + 88.0f;
+        fastops_vi low = x < lo, high = x > hi;
+        x = (fastops_vf)((low & (fastops_vi)lo) | (high & (fastops_vi)hi)
+                         | (~(low | high) & (fastops_vi)x));
+        return fastops_vexpf_in_range(x);
+    }
+
+    /* the same for x <= 0 (a softmax's shifted scores): only the lower clamp */
+    static inline fastops_vf fastops_vexpf_nonpositive(fastops_vf x) {
+        const fastops_vf lo = (fastops_vf){0} - 87.3365447504f;
+        fastops_vi low = x < lo;
+        return fastops_vexpf_in_range((fastops_vf)((low & (fastops_vi)lo) | (~low & (fastops_vi)x)));
     }
 
     /* row[0..n) = softmax(scale * row[0..n)), the row's maximum subtracted first (n >= 1, scale
@@ -545,6 +559,97 @@ cdef extern from *:
     }
     """
     double fastops_softmax_rowf(float* row, Py_ssize_t n, float scale) noexcept nogil
+
+
+# Attention of one (sequence, head) in our own register tiles (fastops/attention_head.h, written
+# once for float and double): only the causal triangle is computed, and the T x T weights stay in
+# a scratch buffer that fits the core's cache. At the capstone's T = 64, head size 32, BLAS' four
+# small products of the full square cost more in set-up and wasted half than they gained.
+
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    /* dst (8 x 8, row stride ldd) = src (8 x 8, row stride lds) transposed, in registers */
+    static inline void fastops_transpose8f(float* dst, Py_ssize_t ldd, const float* src,
+                                           Py_ssize_t lds) {
+        __m256 r[8], t[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+            r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+            r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+            r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+            r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        }
+        for (int i = 0; i < 4; i++) {
+            _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+            _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+        }
+    }
+    /* the same for 4 x 4 doubles */
+    static inline void fastops_transpose4d(double* dst, Py_ssize_t ldd, const double* src,
+                                           Py_ssize_t lds) {
+        __m256d r[4], t[4];
+        for (int i = 0; i < 4; i++) r[i] = _mm256_loadu_pd(src + i * lds);
+        t[0] = _mm256_unpacklo_pd(r[0], r[1]);
+        t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+        t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+        t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+        _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t[0], t[2], 0x20));
+        _mm256_storeu_pd(dst + ldd, _mm256_permute2f128_pd(t[1], t[3], 0x20));
+        _mm256_storeu_pd(dst + 2 * ldd, _mm256_permute2f128_pd(t[0], t[2], 0x31));
+        _mm256_storeu_pd(dst + 3 * ldd, _mm256_permute2f128_pd(t[1], t[3], 0x31));
+    }
+    #endif
+    #define FA_REAL float
+    #define FA_NAME(x) fastops_s_##x
+    #define FA_DOT fastops_sdot
+    #define FA_VEXP(x) fastops_vexpf_nonpositive(x)
+    #define FA_INT int
+    #if defined(__AVX__)
+    #define FA_TRANSPOSE_BLOCK fastops_transpose8f
+    #define FA_TB 8
+    #endif
+    #include "attention_head.h"
+    #undef FA_REAL
+    #undef FA_NAME
+    #undef FA_DOT
+    #undef FA_VEXP
+    #undef FA_INT
+    #undef FA_TRANSPOSE_BLOCK
+    #undef FA_TB
+    #define FA_REAL double
+    #define FA_NAME(x) fastops_d_##x
+    #define FA_DOT fastops_ddot
+    #if defined(__AVX__)
+    #define FA_TRANSPOSE_BLOCK fastops_transpose4d
+    #define FA_TB 4
+    #endif
+    #include "attention_head.h"
+    #undef FA_REAL
+    #undef FA_NAME
+    #undef FA_DOT
+    #undef FA_TRANSPOSE_BLOCK
+    #undef FA_TB
+    """
+    int fastops_s_attention_forward_head(float*, float*, const float*, const float*,
+                                         const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                         Py_ssize_t, float) noexcept nogil
+    int fastops_d_attention_forward_head(double*, double*, const double*, const double*,
+                                         const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                         Py_ssize_t, double) noexcept nogil
+    int fastops_s_attention_backward_head(float*, float*, float*, const float*, const float*,
+                                          const float*, const float*, const float*, Py_ssize_t,
+                                          Py_ssize_t, Py_ssize_t, Py_ssize_t, float) noexcept nogil
+    int fastops_d_attention_backward_head(double*, double*, double*, const double*,
+                                          const double*, const double*, const double*,
+                                          const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                          Py_ssize_t, double) noexcept nogil
 
 
 cdef void _attention_forward_head_blas(real* out, real* att, const real* q, const real* k,
@@ -627,67 +732,78 @@ cdef inline bint _by_token_slabs(Py_ssize_t B, int nthreads) noexcept nogil:
     return B >= 2 * nthreads
 
 
+cdef void _attention_forward_head(real* out, real* att, const real* q, const real* k,
+                                  const real* v, Py_ssize_t start, Py_ssize_t T, Py_ssize_t h,
+                                  Py_ssize_t C, Py_ssize_t hd, Py_ssize_t att_sn, real scale,
+                                  bint blas) noexcept nogil:
+    """One head over tokens start..start+T-1 (att: its first row, row stride att_sn): BLAS'
+    products of the full square when `blas`, else our register tiles of the triangle (or, if
+    their scratch cannot be allocated, the plain loops of _attention_row)."""
+    cdef Py_ssize_t n, s, off = start * C + h * hd
+    cdef int failed
+    if blas:
+        _attention_forward_head_blas(out, att, q, k, v, start, T, h, C, hd, att_sn, scale)
+        return
+    if real is float:
+        failed = fastops_s_attention_forward_head(out + off, att, q + off, k + off, v + off, T, C,
+                                                  hd, att_sn, scale)
+    else:
+        failed = fastops_d_attention_forward_head(out + off, att, q + off, k + off, v + off, T, C,
+                                                  hd, att_sn, scale)
+    if failed:
+        for n in range(start, start + T):
+            _attention_row(out, att + (n - start) * att_sn, q, k, v, n, start, h, C, hd, scale)
+            for s in range(n - start + 1, T):  # zeros above the diagonal, as the tiles write
+                att[(n - start) * att_sn + s] = 0
+
+
 cdef void attention_forward(real* out,                   # (N, C)
                             real* att,                   # softmax weights, strides att_sn, att_sh
                             const real* q,               # (N, C), head h in columns h*hd..
                             const real* k,               # (N, C)
                             const real* v,               # (N, C)
-                            const int64_t* pos,          # (N,)
                             const int64_t* cu_seqlens,   # (B+1,)
                             Py_ssize_t B, Py_ssize_t N, Py_ssize_t C, Py_ssize_t NH,
                             Py_ssize_t att_sn, Py_ssize_t att_sh, int nthreads) noexcept nogil:
-    """Token n attends to positions n - pos[n] .. n of its sequence (sequence b holds tokens
-    cu_seqlens[b] .. cu_seqlens[b+1]-1). Long sequences go to BLAS, (sequence, head) by (sequence,
-    head); with threads, each thread takes whole sequences (see above).
+    """Token n of sequence b (tokens cu_seqlens[b] .. cu_seqlens[b+1]-1) attends to the tokens
+    of its sequence up to itself; (sequence, head) by (sequence, head), in our register tiles or
+    (long sequences) BLAS; with threads, each thread takes whole sequences (see above).
     """
-    cdef Py_ssize_t n, h, b, task, t0, c
+    cdef Py_ssize_t h, b, task, t0, c
     cdef Py_ssize_t hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
-    if _attn_blas(q, cu_seqlens, B, hd):
-        if (nthreads > 1 and _by_token_slabs(B, nthreads)
-                and N * att_sh * C >= _parallel_min_flops):
-            for c in prange(nthreads, num_threads=nthreads, schedule="static"):
-                for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
-                               _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
-                    t0 = cu_seqlens[b]
-                    for h in range(NH):
-                        _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k,
-                                                     v, t0, cu_seqlens[b + 1] - t0, h, C, hd,
-                                                     att_sn, scale)
-        elif nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
-            for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
-                b = task // NH
-                h = task % NH
+    cdef bint blas = _attn_blas(q, cu_seqlens, B, hd)
+    if nthreads > 1 and _by_token_slabs(B, nthreads) and N * att_sh * C >= _parallel_min_flops:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
+                           _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
                 t0 = cu_seqlens[b]
-                _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
-                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
-        else:
-            for task in range(B * NH):
-                b = task // NH
-                h = task % NH
-                t0 = cu_seqlens[b]
-                _attention_forward_head_blas(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
-                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
-        return
-    if nthreads > 1 and N * N * C >= _parallel_min_flops:
-        for task in prange(N * NH, num_threads=nthreads, schedule="static"):
-            n = task // NH
+                for h in range(NH):
+                    _attention_forward_head(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                            cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale,
+                                            blas)
+    elif nthreads > 1 and B * NH > 1 and N * att_sh * C >= _parallel_min_flops:
+        for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
+            b = task // NH
             h = task % NH
-            _attention_row(out, att + n * att_sn + h * att_sh, q, k, v, n, n - pos[n], h, C, hd,
-                           scale)
+            t0 = cu_seqlens[b]
+            _attention_forward_head(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                    cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale, blas)
     else:
-        for n in range(N):
-            for h in range(NH):
-                _attention_row(out, att + n * att_sn + h * att_sh, q, k, v, n, n - pos[n], h, C,
-                               hd, scale)
+        for task in range(B * NH):
+            b = task // NH
+            h = task % NH
+            t0 = cu_seqlens[b]
+            _attention_forward_head(out, att + t0 * att_sn + h * att_sh, q, k, v, t0,
+                                    cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale, blas)
 
 
-cdef void _attention_backward_head(real* dq, real* dk, real* dv, real* dpre, const real* dout,
-                              const real* q, const real* k, const real* v, const real* att,
-                              Py_ssize_t start, Py_ssize_t end, Py_ssize_t h, Py_ssize_t C,
-                              Py_ssize_t hd, Py_ssize_t att_sn, Py_ssize_t att_sh,
-                              real scale) noexcept nogil:
-    """Backward of one head over one sequence (tokens start..end-1); dpre is (T,) scratch."""
+cdef void _attention_backward_loops(real* dq, real* dk, real* dv, real* dpre, const real* dout,
+                                    const real* q, const real* k, const real* v, const real* att,
+                                    Py_ssize_t start, Py_ssize_t end, Py_ssize_t h, Py_ssize_t C,
+                                    Py_ssize_t hd, Py_ssize_t att_sn, real scale) noexcept nogil:
+    """Backward of one head over one sequence (tokens start..end-1; att: its first row) in plain
+    loops, token by token; dpre is (T,) scratch."""
     cdef Py_ssize_t n, s, j, L, off = h * hd
     cdef const real* a
     cdef const real* do_n
@@ -699,7 +815,7 @@ cdef void _attention_backward_head(real* dq, real* dk, real* dv, real* dpre, con
     cdef real dot, g
     for n in range(start, end):
         L = n - start + 1
-        a = att + n * att_sn + h * att_sh
+        a = att + (n - start) * att_sn
         do_n = dout + n * C + off
         dot = 0
         for s in range(L):  # d(att)[s] = dout . v[s];  dv[s] += att[s] * dout
@@ -721,6 +837,31 @@ cdef void _attention_backward_head(real* dq, real* dk, real* dv, real* dpre, con
                 dks[j] += g * qn[j]
 
 
+cdef void _attention_backward_head(real* dq, real* dk, real* dv, real* dpre, const real* dout,
+                                   const real* q, const real* k, const real* v, const real* att,
+                                   Py_ssize_t start, Py_ssize_t T, Py_ssize_t h, Py_ssize_t C,
+                                   Py_ssize_t hd, Py_ssize_t att_sn, real scale,
+                                   bint blas) noexcept nogil:
+    """Backward of _attention_forward_head (blas as there); dpre is (T, T) scratch."""
+    cdef Py_ssize_t off = start * C + h * hd
+    cdef int failed
+    if blas:
+        _attention_backward_head_blas(dq, dk, dv, dpre, dout, q, k, v, att, start, T, h, C, hd,
+                                      att_sn, scale)
+        return
+    if real is float:
+        failed = fastops_s_attention_backward_head(dq + off, dk + off, dv + off, dout + off,
+                                                   q + off, k + off, v + off, att, T, C, hd,
+                                                   att_sn, scale)
+    else:
+        failed = fastops_d_attention_backward_head(dq + off, dk + off, dv + off, dout + off,
+                                                   q + off, k + off, v + off, att, T, C, hd,
+                                                   att_sn, scale)
+    if failed:
+        _attention_backward_loops(dq, dk, dv, dpre, dout, q, k, v, att, start, start + T, h, C,
+                                  hd, att_sn, scale)
+
+
 cdef void attention_backward(real* dq,                  # (N, C), added to
                              real* dk,                  # (N, C), added to
                              real* dv,                  # (N, C), added to
@@ -738,55 +879,33 @@ cdef void attention_backward(real* dq,                  # (N, C), added to
     cdef Py_ssize_t task, b, h, t0, c, hd = C // NH
     cdef real scale = <real>(1.0 / sqrt(<double>hd))
     cdef Py_ssize_t N = cu_seqlens[B]
-    if _attn_blas(q, cu_seqlens, B, hd):  # dpre holds a (block, block) scratch per task
-        if (nthreads > 1 and _by_token_slabs(B, nthreads)
-                and N * block * C >= _parallel_min_flops):
-            for c in prange(nthreads, num_threads=nthreads, schedule="static"):
-                for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
-                               _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
-                    t0 = cu_seqlens[b]
-                    for h in range(NH):
-                        _attention_backward_head_blas(
-                            dq, dk, dv, dpre + (b * NH + h) * block * block, dout, q, k, v,
-                            att + t0 * att_sn + h * att_sh, t0, cu_seqlens[b + 1] - t0, h, C, hd,
-                            att_sn, scale)
-        elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
-            for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
-                b = task // NH
-                h = task % NH
-                t0 = cu_seqlens[b]
-                _attention_backward_head_blas(dq, dk, dv, dpre + task * block * block, dout, q, k,
-                                         v, att + t0 * att_sn + h * att_sh, t0,
-                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
-        else:
-            for task in range(B * NH):
-                b = task // NH
-                h = task % NH
-                t0 = cu_seqlens[b]
-                _attention_backward_head_blas(dq, dk, dv, dpre, dout, q, k, v,
-                                         att + t0 * att_sn + h * att_sh, t0,
-                                         cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale)
-        return
+    cdef bint blas = _attn_blas(q, cu_seqlens, B, hd)
     if nthreads > 1 and _by_token_slabs(B, nthreads) and N * block * C >= _parallel_min_flops:
         for c in prange(nthreads, num_threads=nthreads, schedule="static"):
             for b in range(_thread_first_sequence(cu_seqlens, B, nthreads, c),
                            _thread_first_sequence(cu_seqlens, B, nthreads, c + 1)):
+                t0 = cu_seqlens[b]
                 for h in range(NH):
-                    _attention_backward_head(dq, dk, dv, dpre + (b * NH + h) * block, dout, q,
-                                             k, v, att, cu_seqlens[b], cu_seqlens[b + 1], h, C,
-                                             hd, att_sn, att_sh, scale)
+                    _attention_backward_head(dq, dk, dv, dpre + (b * NH + h) * block * block,
+                                             dout, q, k, v, att + t0 * att_sn + h * att_sh, t0,
+                                             cu_seqlens[b + 1] - t0, h, C, hd, att_sn, scale,
+                                             blas)
     elif nthreads > 1 and B * NH > 1 and N * block * C >= _parallel_min_flops:
         for task in prange(B * NH, num_threads=nthreads, schedule="dynamic"):
             b = task // NH
             h = task % NH
-            _attention_backward_head(dq, dk, dv, dpre + task * block, dout, q, k, v, att,
-                                cu_seqlens[b], cu_seqlens[b + 1], h, C, hd, att_sn, att_sh, scale)
+            t0 = cu_seqlens[b]
+            _attention_backward_head(dq, dk, dv, dpre + task * block * block, dout, q, k, v,
+                                     att + t0 * att_sn + h * att_sh, t0, cu_seqlens[b + 1] - t0,
+                                     h, C, hd, att_sn, scale, blas)
     else:
         for task in range(B * NH):
             b = task // NH
             h = task % NH
-            _attention_backward_head(dq, dk, dv, dpre, dout, q, k, v, att, cu_seqlens[b],
-                                cu_seqlens[b + 1], h, C, hd, att_sn, att_sh, scale)
+            t0 = cu_seqlens[b]
+            _attention_backward_head(dq, dk, dv, dpre, dout, q, k, v,
+                                     att + t0 * att_sn + h * att_sh, t0, cu_seqlens[b + 1] - t0,
+                                     h, C, hd, att_sn, scale, blas)
 
 
 # ----------------------------------------------------------------------------------------------

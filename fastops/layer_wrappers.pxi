@@ -100,13 +100,13 @@ def py_attention_forward(const real[:, ::1] q, const real[:, ::1] k, const real[
     _need(T > 0 and C > 0, "attention_forward: q, k, v must not be empty")
     dtype = np.float32 if real is float else np.float64
     out = np.empty((T, C), dtype=dtype)
-    att = np.zeros((n_head, T, T), dtype=dtype)
+    att = np.empty((n_head, T, T), dtype=dtype)  # every element is written, zeros included
     cdef real[:, ::1] o = out
     cdef real[:, :, ::1] a = att
-    cdef int64_t[::1] pos = np.arange(T, dtype=np.int64)
-    cdef int64_t[::1] cu = np.array([0, T], dtype=np.int64)
-    attention_forward(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], &pos[0], &cu[0], 1, T,
-                      C, n_head, T, T * T, 1)
+    cdef int64_t cu[2]
+    cu[0], cu[1] = 0, T
+    attention_forward(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], cu, 1, T, C, n_head,
+                      T, T * T, 1)
     return out, att
 
 
@@ -126,9 +126,10 @@ def py_attention_backward(const real[:, ::1] dout, const real[:, ::1] q, const r
     dpre = np.empty(T * T, dtype=dtype)
     cdef real[:, ::1] a_dq = dq, a_dk = dk, a_dv = dv
     cdef real[::1] a_dpre = dpre
-    cdef int64_t[::1] cu = np.array([0, T], dtype=np.int64)
+    cdef int64_t cu[2]
+    cu[0], cu[1] = 0, T
     attention_backward(&a_dq[0, 0], &a_dk[0, 0], &a_dv[0, 0], &a_dpre[0], &dout[0, 0], &q[0, 0],
-                       &k[0, 0], &v[0, 0], &att[0, 0, 0], &cu[0], 1, C, n_head, T, T, T * T, 1)
+                       &k[0, 0], &v[0, 0], &att[0, 0, 0], cu, 1, C, n_head, T, T, T * T, 1)
     return dq, dk, dv
 
 

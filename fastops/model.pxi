@@ -240,7 +240,7 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
         matmul_forward(l_q, l_ln1, l_wq, N, C, C, nthreads)
         matmul_forward(l_k, l_ln1, l_wk, N, C, C, nthreads)
         matmul_forward(l_v, l_ln1, l_wv, N, C, C, nthreads)
-        attention_forward(l_atty, l_att, l_q, l_k, l_v, pos, cu_seqlens, g.B, N, C, g.NH,
+        attention_forward(l_atty, l_att, l_q, l_k, l_v, cu_seqlens, g.B, N, C, g.NH,
                           g.NH * g.block, g.block, nthreads)
         matmul_forward(l_res_mid, l_atty, l_wo, N, C, C, nthreads)
         # MLP block
