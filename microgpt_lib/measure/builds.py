@@ -34,7 +34,8 @@ def build_copies(scratch: Path, flag_sets: dict[str, dict[str, str]]) -> dict[st
         dest = Path(scratch) / f"build{k}"
         (dest / "fastops").mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / "setup.py", dest)
-        for source in (ROOT / "fastops").glob("*.p[yx]*"):  # .py, .pyx and the .pxi it includes
+        sources = [*(ROOT / "fastops").glob("*.p[yx]*"), *(ROOT / "fastops").glob("*.h")]
+        for source in sources:  # .py, .pyx and the .pxi and .h files it includes
             shutil.copy(source, dest / "fastops")
         process = subprocess.Popen(
             [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest,
