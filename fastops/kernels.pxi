@@ -401,6 +401,24 @@ cdef void matmul_forward(real* out,           # (N, OC)
         _matmul_forward_cols(out, inp, weight, N, 0, OC, C, OC)
 
 
+cdef void matmul_forward_rows(real* out,           # (N, OC); rows r0..r1-1 written
+                              const real* inp,     # (N, C)
+                              const real* weight,  # (OC, C)
+                              Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t N, Py_ssize_t C,
+                              Py_ssize_t OC, int nthreads) noexcept nogil:
+    """Rows r0..r1 of matmul_forward's out, for a thread that owns those rows inside a parallel
+    region of the model. BLAS or our loops as matmul_forward would choose for all N tokens, so
+    a row's numbers do not depend on how the rows are shared; nthreads > 1 (all rows only)
+    hands the whole product to matmul_forward."""
+    if nthreads > 1:
+        matmul_forward(out, inp, weight, N, C, OC, nthreads)
+    elif N >= FORWARD_BLAS_MIN_TOKENS and _use_blas(out, N, C, OC):
+        _blas(NO_TRANS, TRANS, r1 - r0, OC, C, inp + r0 * C, C, weight, C, 0.0, out + r0 * OC,
+              OC)
+    elif r1 > r0:
+        _matmul_forward_cols(out + r0 * OC, inp + r0 * C, weight, r1 - r0, 0, OC, C, OC)
+
+
 cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added to (accumulate)
                           real* dweight,       # (OC, C), added to, or overwritten
                           const real* dout,    # (N, OC)

@@ -169,6 +169,83 @@ cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t
     return 0
 
 
+cdef bint _row_slabs(Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """True when a step's N tokens are enough to give each thread a slab of at least 8 rows for
+    the whole forward (and the products are worth sharing at all)."""
+    return nthreads > 1 and N >= 8 * nthreads and N * C * C >= _parallel_min_flops
+
+
+cdef double _forward_rows(real* params, real* acts, const int64_t* tokens,
+                          const int64_t* targets, const int64_t* pos, const GPT* g, int64_t stage,
+                          Py_ssize_t r0, Py_ssize_t r1, int nthreads) noexcept nogil:
+    """Rows r0..r1 of everything the forward computes row by row between two attentions: stage 0
+    embeds, normalises and projects layer 0's q, k, v; stage l + 1 finishes layer l after its
+    attention (attn_wo, residual, norm, MLP, residual, the next norm) and projects layer l + 1's
+    q, k, v, or, after the last layer, the logits and the loss. Returns the rows' summed loss
+    (0 before the last stage). One thread per slab of rows (nthreads 1), or all rows with
+    nthreads sharing each layer: no row needs another's, so a slab needs no meeting of threads
+    until the next attention."""
+    cdef const ParameterTensors* P = &g.params
+    cdef const ActivationTensors* A = &g.acts
+    cdef Py_ssize_t N = g.N, C = g.C, n = r1 - r0, l
+    cdef real* p = params
+    cdef real* a
+    cdef real* l_ln1
+    cdef real* l_out
+    cdef real* l_next_rstd1
+    if n <= 0:
+        return 0.0
+    if stage == 0:
+        a = acts
+        embed_norm_forward_threads(acts + A.emb.offset + r0 * C, a + A.layer.resid.offset + r0 * C,
+                                   acts + A.rstd0.offset + r0, tokens + r0, pos + r0,
+                                   params + P.wte.offset, params + P.wpe.offset, n, C, nthreads)
+        rmsnorm_forward_threads(a + A.layer.ln1.offset + r0 * C, a + A.layer.rstd1.offset + r0,
+                                a + A.layer.resid.offset + r0 * C, n, C, nthreads)
+    else:
+        l = stage - 1  # finish layer l
+        p = params + l * P.layer_size
+        a = acts + l * A.layer_size
+        matmul_forward_rows(a + A.layer.res_mid.offset, a + A.layer.atty.offset,
+                            p + P.layer.attn_wo.offset, r0, r1, N, C, C, nthreads)
+        residual_norm_forward_threads(a + A.layer.res_mid.offset + r0 * C,
+                                      a + A.layer.resid.offset + r0 * C,
+                                      a + A.layer.ln2.offset + r0 * C,
+                                      a + A.layer.rstd2.offset + r0, n, C, nthreads)
+        matmul_forward_rows(a + A.layer.fch.offset, a + A.layer.ln2.offset,
+                            p + P.layer.mlp_fc1.offset, r0, r1, N, C, 4 * C, nthreads)
+        relu_forward_threads(a + A.layer.fch.offset + r0 * 4 * C,
+                             a + A.layer.fch.offset + r0 * 4 * C, n * 4 * C, nthreads)
+        # the block's output is the next block's input, and its norm the next block's first
+        if l + 1 < g.L:
+            l_out = a + A.layer_size + A.layer.resid.offset
+            l_ln1 = a + A.layer_size + A.layer.ln1.offset + r0 * C
+            l_next_rstd1 = a + A.layer_size + A.layer.rstd1.offset + r0
+        else:
+            l_out = acts + A.res_out.offset
+            l_ln1 = l_next_rstd1 = NULL
+        matmul_forward_rows(l_out, a + A.layer.fch.offset, p + P.layer.mlp_fc2.offset, r0, r1, N,
+                            4 * C, C, nthreads)
+        residual_norm_forward_threads(l_out + r0 * C, a + A.layer.res_mid.offset + r0 * C, l_ln1,
+                                      l_next_rstd1, n, C, nthreads)
+        if l + 1 == g.L:
+            matmul_forward_rows(acts + A.logits.offset, acts + A.res_out.offset,
+                                params + P.lm_head.offset, r0, r1, N, C, g.V, nthreads)
+            return softmax_crossentropy_forward_threads(
+                acts + A.probs.offset + r0 * g.V, acts + A.losses.offset + r0,
+                acts + A.logits.offset + r0 * g.V, targets + r0, n, g.V, nthreads)
+        p = params + (l + 1) * P.layer_size
+        a = acts + (l + 1) * A.layer_size
+    # the next block's q, k, v
+    matmul_forward_rows(a + A.layer.q.offset, a + A.layer.ln1.offset, p + P.layer.attn_wq.offset,
+                        r0, r1, N, C, C, nthreads)
+    matmul_forward_rows(a + A.layer.k.offset, a + A.layer.ln1.offset, p + P.layer.attn_wk.offset,
+                        r0, r1, N, C, C, nthreads)
+    matmul_forward_rows(a + A.layer.v.offset, a + A.layer.ln1.offset, p + P.layer.attn_wv.offset,
+                        r0, r1, N, C, C, nthreads)
+    return 0.0
+
+
 cdef double gpt_forward(real* params,               # (P,) ParameterTensors layout
                         real* acts,                 # (workspace,) ActivationTensors layout
                         const int64_t* tokens,      # (N,)
@@ -176,83 +253,37 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
                         const int64_t* pos,         # (N,) each token's position in its sequence
                         const int64_t* cu_seqlens,  # (B+1,)
                         const GPT* g, int nthreads) noexcept nogil:
-    """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches)."""
-    cdef const ParameterTensors* P = &g.params
+    """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches).
+
+    Only attention mixes tokens: everything between two attentions runs row by row. With
+    enough tokens, each thread takes a slab of ceil(N / nthreads) rows for all of it, in one
+    parallel region (_forward_rows), and attention shares sequences along the same slabs: two
+    regions per layer instead of one per layer kernel, and the rows a thread writes are the
+    ones it reads next, in its own core's cache. The loss adds the slabs' sums in slab order.
+    """
     cdef const ActivationTensors* A = &g.acts
-    cdef int64_t l, N = g.N, C = g.C, wl, al
-    cdef real *l_wq
-    cdef real *l_wk
-    cdef real *l_wv
-    cdef real *l_wo
-    cdef real *l_fc1
-    cdef real *l_fc2
-    cdef real *l_resid
-    cdef real *l_ln1
-    cdef real *l_rstd1
-    cdef real *l_q
-    cdef real *l_k
-    cdef real *l_v
-    cdef real *l_att
-    cdef real *l_atty
-    cdef real *l_res_mid
-    cdef real *l_ln2
-    cdef real *l_rstd2
-    cdef real *l_fch
-    cdef real *l_out
-    cdef real *l_next_ln1
-    cdef real *l_next_rstd1
-    embed_norm_forward_threads(acts + A.emb.offset, acts + A.layer.resid.offset,
-                               acts + A.rstd0.offset, tokens, pos, params + P.wte.offset,
-                               params + P.wpe.offset, N, C, nthreads)
-    for l in range(g.L):
-        wl = l * P.layer_size  # layer l's weights are layer 0's, this far on
-        l_wq = params + wl + P.layer.attn_wq.offset
-        l_wk = params + wl + P.layer.attn_wk.offset
-        l_wv = params + wl + P.layer.attn_wv.offset
-        l_wo = params + wl + P.layer.attn_wo.offset
-        l_fc1 = params + wl + P.layer.mlp_fc1.offset
-        l_fc2 = params + wl + P.layer.mlp_fc2.offset
-        al = l * A.layer_size  # and its activations
-        l_resid = acts + al + A.layer.resid.offset
-        l_ln1 = acts + al + A.layer.ln1.offset
-        l_rstd1 = acts + al + A.layer.rstd1.offset
-        l_q = acts + al + A.layer.q.offset
-        l_k = acts + al + A.layer.k.offset
-        l_v = acts + al + A.layer.v.offset
-        l_att = acts + al + A.layer.att.offset
-        l_atty = acts + al + A.layer.atty.offset
-        l_res_mid = acts + al + A.layer.res_mid.offset
-        l_ln2 = acts + al + A.layer.ln2.offset
-        l_rstd2 = acts + al + A.layer.rstd2.offset
-        l_fch = acts + al + A.layer.fch.offset
-        # the block's output is the next block's input
-        if l + 1 < g.L:
-            l_out = acts + al + A.layer_size + A.layer.resid.offset
-            l_next_ln1 = acts + al + A.layer_size + A.layer.ln1.offset
-            l_next_rstd1 = acts + al + A.layer_size + A.layer.rstd1.offset
+    cdef int64_t stage, al, N = g.N, C = g.C
+    cdef int slabs = nthreads if _row_slabs(N, C, nthreads) else 1
+    cdef Py_ssize_t c, r0, part = (N + slabs - 1) // slabs
+    cdef double sums[256]  # MAX_THREADS
+    cdef double loss = 0.0
+    for stage in range(g.L + 1):
+        if stage > 0:
+            al = (stage - 1) * A.layer_size
+            attention_forward(acts + al + A.layer.atty.offset, acts + al + A.layer.att.offset,
+                              acts + al + A.layer.q.offset, acts + al + A.layer.k.offset,
+                              acts + al + A.layer.v.offset, pos, cu_seqlens, g.B, N, C, g.NH,
+                              g.NH * g.block, g.block, nthreads)
+        if slabs > 1:
+            for c in prange(slabs, num_threads=slabs, schedule="static"):
+                r0 = c * part
+                sums[c] = _forward_rows(params, acts, tokens, targets, pos, g, stage, r0,
+                                        min(N, r0 + part), 1)
         else:
-            l_out = acts + A.res_out.offset
-            l_next_ln1 = l_next_rstd1 = NULL
-        # attention block (the first norm of blocks after the first ran with the residual add
-        # that ended the block before)
-        if l == 0:
-            rmsnorm_forward_threads(l_ln1, l_rstd1, l_resid, N, C, nthreads)
-        matmul_forward(l_q, l_ln1, l_wq, N, C, C, nthreads)
-        matmul_forward(l_k, l_ln1, l_wk, N, C, C, nthreads)
-        matmul_forward(l_v, l_ln1, l_wv, N, C, C, nthreads)
-        attention_forward(l_atty, l_att, l_q, l_k, l_v, pos, cu_seqlens, g.B, N, C, g.NH,
-                          g.NH * g.block, g.block, nthreads)
-        matmul_forward(l_res_mid, l_atty, l_wo, N, C, C, nthreads)
-        # MLP block
-        residual_norm_forward_threads(l_res_mid, l_resid, l_ln2, l_rstd2, N, C, nthreads)
-        matmul_forward(l_fch, l_ln2, l_fc1, N, C, 4 * C, nthreads)
-        relu_forward_threads(l_fch, l_fch, 4 * N * C, nthreads)
-        matmul_forward(l_out, l_fch, l_fc2, N, 4 * C, C, nthreads)
-        residual_norm_forward_threads(l_out, l_res_mid, l_next_ln1, l_next_rstd1, N, C, nthreads)
-    matmul_forward(acts + A.logits.offset, acts + A.res_out.offset, params + P.lm_head.offset,
-                   N, C, g.V, nthreads)
-    return softmax_crossentropy_forward_threads(acts + A.probs.offset, acts + A.losses.offset,
-                                                acts + A.logits.offset, targets, N, g.V, nthreads)
+            sums[0] = _forward_rows(params, acts, tokens, targets, pos, g, stage, 0, N, nthreads)
+    for c in range(slabs):
+        loss += sums[c]
+    return loss
 
 
 cdef struct AdamWStep:  # the settings of one AdamW update (gpt_backward can apply it)
