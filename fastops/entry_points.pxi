@@ -111,8 +111,8 @@ def pack_padded_batch(const int64_t[:, ::1] tokens, const int64_t[:, ::1] target
     tokens, targets: (B, T) int64; mask: (B, T) float64, 1.0 for a real position, 0.0 for
     padding. ValueError (nothing returned) for shapes other than one (B, T) with B >= 1 and
     1 <= T <= block_size, ids outside 0..vocab_size-1 (padding included), mask values other than
-    exactly 0 and 1, a row whose real positions do not come first, or a row with none. The
-    NumPy check and pack take about 0.1 ms a step, as long as a small step's products.
+    exactly 0 and 1, a row whose real positions do not come first, or a row with none. (NumPy's
+    check and pack take about 0.1 ms, a tenth of a batched e64 step on two threads.)
     """
     cdef Py_ssize_t B = tokens.shape[0], T = tokens.shape[1], b, t, n = 0, first_empty = -1
     cdef bint bad_value = False, bad_order = False, bad_tokens = False, bad_targets = False
