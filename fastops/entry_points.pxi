@@ -103,6 +103,64 @@ cdef int _check_model_buffers(const GPT* g, int64_t n_params, int64_t n_acts) ex
     return 0
 
 
+def pack_padded_batch(const int64_t[:, ::1] tokens, const int64_t[:, ::1] targets,
+                      const double[:, ::1] mask, int64_t vocab_size, int64_t block_size) -> tuple:
+    """Packed (tokens, targets, cu_seqlens) of a right-padded (B, T) batch, checked first: the
+    checks and errors of microgpt_lib.batches.check_batch, then its `pack`, in one pass in C.
+
+    tokens, targets: (B, T) int64; mask: (B, T) float64, 1.0 for a real position, 0.0 for
+    padding. ValueError (nothing returned) for shapes other than one (B, T) with B >= 1 and
+    1 <= T <= block_size, ids outside 0..vocab_size-1 (padding included), mask values other than
+    exactly 0 and 1, a row whose real positions do not come first, or a row with none. (NumPy's
+    check and pack take about 0.1 ms, a tenth of a batched e64 step on two threads.)
+    """
+    cdef Py_ssize_t B = tokens.shape[0], T = tokens.shape[1], b, t, n = 0, first_empty = -1
+    cdef bint bad_value = False, bad_order = False, bad_tokens = False, bad_targets = False
+    cdef double x
+    if not (targets.shape[0] == mask.shape[0] == B and targets.shape[1] == mask.shape[1] == T):
+        raise ValueError(f"tokens {(B, T)}, targets {(targets.shape[0], targets.shape[1])} and "
+                         f"mask {(mask.shape[0], mask.shape[1])} must be one (B, T) shape")
+    if B < 1 or not 1 <= T <= block_size:
+        raise ValueError(f"a batch needs at least one row and 1..block_size ({block_size}) "
+                         f"positions, got shape {(B, T)}")
+    cu = np.empty(B + 1, dtype=np.int64)
+    cdef int64_t[::1] cu_ = cu
+    with nogil:
+        for b in range(B):
+            cu_[b] = n
+            for t in range(T):
+                bad_tokens |= not 0 <= tokens[b, t] < vocab_size
+                bad_targets |= not 0 <= targets[b, t] < vocab_size
+                x = mask[b, t]
+                if x == 1.0:
+                    bad_order |= t > 0 and mask[b, t - 1] != 1.0
+                    n += 1
+                elif x != 0.0:
+                    bad_value = True
+            if n == cu_[b] and first_empty < 0:
+                first_empty = b
+        cu_[B] = n
+    for name, bad in (("tokens", bad_tokens), ("targets", bad_targets)):
+        if bad:
+            raise ValueError(f"{name} hold ids outside the vocabulary 0..{vocab_size - 1}")
+    if bad_value:
+        raise ValueError("mask values must be exactly 0 (padding) or 1 (real)")
+    if bad_order:
+        raise ValueError("each row of the mask must mark its real tokens first, then padding")
+    if first_empty >= 0:
+        raise ValueError(f"row {first_empty} of the batch has no real position")
+    packed_tokens = np.empty(n, dtype=np.int64)
+    packed_targets = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] tok = packed_tokens
+    cdef int64_t[::1] tgt = packed_targets
+    with nogil:
+        for b in range(B):
+            n = cu_[b + 1] - cu_[b]
+            memcpy(&tok[cu_[b]], &tokens[b, 0], n * sizeof(int64_t))
+            memcpy(&tgt[cu_[b]], &targets[b, 0], n * sizeof(int64_t))
+    return packed_tokens, packed_targets, cu
+
+
 def workspace_size(int64_t n_tokens, int64_t n_seqs, int64_t n_embd, int64_t n_head,
                    int64_t n_layer, int64_t vocab_size, int64_t block_size) -> int:
     """Elements of the activation workspace for n_tokens packed tokens in n_seqs sequences."""

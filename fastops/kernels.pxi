@@ -69,9 +69,16 @@ cdef void encoder_backward(real* dwte,             # (V, C), added to
                            const int64_t* pos,     # (N,)
                            Py_ssize_t N, Py_ssize_t C) noexcept nogil:
     """dwte[tokens[n]] += dout[n]; dwpe[pos[n]] += dout[n]."""
+    _encoder_backward_channels(dwte, dwpe, dout, tokens, pos, N, C, 0, C)
+
+
+cdef void _encoder_backward_channels(real* dwte, real* dwpe, const real* dout,
+                                     const int64_t* tokens, const int64_t* pos, Py_ssize_t N,
+                                     Py_ssize_t C, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """encoder_backward on channels c0..c1-1 only (each channel's sums are independent)."""
     cdef Py_ssize_t n, i
     for n in range(N):
-        for i in range(C):
+        for i in range(c0, c1):
             dwte[tokens[n] * C + i] += dout[n * C + i]
             dwpe[pos[n] * C + i] += dout[n * C + i]
 
@@ -397,6 +404,24 @@ cdef void matmul_forward(real* out,           # (N, OC)
         _matmul_forward_cols(out, inp, weight, N, 0, OC, C, OC)
 
 
+cdef void matmul_forward_rows(real* out,           # (N, OC); rows r0..r1-1 written
+                              const real* inp,     # (N, C)
+                              const real* weight,  # (OC, C)
+                              Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t N, Py_ssize_t C,
+                              Py_ssize_t OC, int nthreads) noexcept nogil:
+    """Rows r0..r1 of matmul_forward's out, for a thread that owns those rows inside a parallel
+    region of the model. BLAS or our loops as matmul_forward would choose for all N tokens, so
+    a row's numbers do not depend on how the rows are shared; nthreads > 1 (all rows only)
+    hands the whole product to matmul_forward."""
+    if nthreads > 1:
+        matmul_forward(out, inp, weight, N, C, OC, nthreads)
+    elif N >= _blas_min_tokens and _use_blas(out, N, C, OC):
+        _blas(NO_TRANS, TRANS, r1 - r0, OC, C, inp + r0 * C, C, weight, C, 0.0, out + r0 * OC,
+              OC)
+    elif r1 > r0:
+        _matmul_forward_cols(out + r0 * OC, inp + r0 * C, weight, r1 - r0, 0, OC, C, OC)
+
+
 cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added to (accumulate)
                           real* dweight,       # (OC, C), added to, or overwritten
                           const real* dout,    # (N, OC)
@@ -432,6 +457,46 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
         return
     _gemm_loops(dweight, dout, 1, OC, inp, OC, N, C, accumulate_dweight, nthreads)
     _matmul_backward_input(dinp, dout, weight, N, C, OC, accumulate, nthreads)
+
+
+cdef void matmul_backward_weight_slab(real* dweight,     # (OC, C), rows of slab c (+)=
+                                      const real* dout,  # (N, OC)
+                                      const real* inp,   # (N, C)
+                                      Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC,
+                                      bint accumulate, Py_ssize_t c,
+                                      int slabs) noexcept nogil:
+    """Slab c of `slabs` slabs of ceil(OC / slabs) rows of dweight (+)= dout^T @ inp, for a
+    thread inside a parallel region of the model; BLAS or our loops as matmul_backward chooses,
+    so the numbers do not depend on the slabs."""
+    cdef Py_ssize_t part = (OC + slabs - 1) // slabs
+    cdef Py_ssize_t o0 = min(OC, c * part), o1 = min(OC, c * part + part)
+    if o1 <= o0:
+        return
+    if N >= _blas_min_tokens and _use_blas(dweight, N, C, OC):
+        _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, 1.0 if accumulate else 0.0,
+              dweight + o0 * C, C)
+    else:
+        _gemm_rows_blocked(dweight, dout, 1, OC, inp, o0, o1, N, C, accumulate)
+
+
+cdef void matmul_backward_input_rows(real* dinp,          # (N, C), rows r0..r1-1 (+)=
+                                     const real* dout,    # (N, OC)
+                                     const real* weight,  # (OC, C)
+                                     Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t N, Py_ssize_t C,
+                                     Py_ssize_t OC, bint accumulate) noexcept nogil:
+    """Rows r0..r1 of dinp (+)= dout @ weight, for the thread that owns those rows; BLAS or our
+    loops as matmul_backward chooses for all N tokens."""
+    if r1 <= r0:
+        return
+    if N >= _blas_min_tokens and _use_blas(dinp, N, C, OC):
+        _blas(NO_TRANS, NO_TRANS, r1 - r0, C, OC, dout + r0 * OC, OC, weight, C,
+              1.0 if accumulate else 0.0, dinp + r0 * C, C)
+    elif real is float:
+        fastops_s_matmul_backward_input_cols(dinp + r0 * C, dout + r0 * OC, weight, r1 - r0, 0,
+                                             C, C, OC, accumulate)
+    else:
+        fastops_d_matmul_backward_input_cols(dinp + r0 * C, dout + r0 * OC, weight, r1 - r0, 0,
+                                             C, C, OC, accumulate)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1045,8 +1110,9 @@ cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
 
 # ----------------------------------------------------------------------------------------------
 # Threads for the element-wise layers. Every layer above except the encoder's backward (a
-# scatter-add over tokens) works row by row, so with threads each one takes a contiguous slab of
-# rows and runs the same kernel on it: the numbers are those of one thread. A slab per thread, not
+# scatter-add over tokens, shared by channels instead) works row by row, so with threads each one
+# takes a contiguous slab of rows and runs the same kernel on it: the numbers are those of one
+# thread. A slab per thread, not
 # many small tasks, because each parallel region costs its threads a meeting at the start and the
 # end; for the same reason, a residual add and the rmsnorm that reads its result share a region.
 # Below _parallel_min_flops // 16 numbers (8192 by default, as for AdamW) a layer stays on one
@@ -1055,6 +1121,23 @@ cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
 cdef inline bint _rows_parallel(Py_ssize_t N, Py_ssize_t width, int nthreads) noexcept nogil:
     """True when an element-wise layer over (N, width) numbers is worth splitting in threads."""
     return nthreads > 1 and N > 1 and N * width >= _parallel_min_flops // 16
+
+
+cdef void encoder_backward_threads(real* dwte, real* dwpe, const real* dout,
+                                   const int64_t* tokens, const int64_t* pos, Py_ssize_t N,
+                                   Py_ssize_t C, int nthreads) noexcept nogil:
+    """encoder_backward, a slab of channels per thread: tokens cannot be split (two tokens may add
+    into one row of a table), channels can, and each channel's sums run in token order as on one
+    thread."""
+    cdef Py_ssize_t c, c0, part = (C + nthreads - 1) // nthreads
+    if _rows_parallel(N, C, nthreads) and C >= 8 * nthreads:
+        for c in prange(nthreads, num_threads=nthreads, schedule="static"):
+            c0 = c * part
+            if c0 < C:
+                _encoder_backward_channels(dwte, dwpe, dout, tokens, pos, N, C, c0,
+                                           min(C, c0 + part))
+    else:
+        encoder_backward(dwte, dwpe, dout, tokens, pos, N, C)
 
 
 cdef void zero_threads(real* x, Py_ssize_t n, int nthreads) noexcept nogil:

@@ -169,6 +169,83 @@ cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t
     return 0
 
 
+cdef bint _row_slabs(Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
+    """True when a step's N tokens are enough to give each thread a slab of at least 8 rows for
+    the whole forward (and the products are worth sharing at all)."""
+    return nthreads > 1 and N >= 8 * nthreads and N * C * C >= _parallel_min_flops
+
+
+cdef double _forward_rows(real* params, real* acts, const int64_t* tokens,
+                          const int64_t* targets, const int64_t* pos, const GPT* g, int64_t stage,
+                          Py_ssize_t r0, Py_ssize_t r1, int nthreads) noexcept nogil:
+    """Rows r0..r1 of everything the forward computes row by row between two attentions: stage 0
+    embeds, normalises and projects layer 0's q, k, v; stage l + 1 finishes layer l after its
+    attention (attn_wo, residual, norm, MLP, residual, the next norm) and projects layer l + 1's
+    q, k, v, or, after the last layer, the logits and the loss. Returns the rows' summed loss
+    (0 before the last stage). One thread per slab of rows (nthreads 1), or all rows with
+    nthreads sharing each layer: no row needs another's, so a slab needs no meeting of threads
+    until the next attention."""
+    cdef const ParameterTensors* P = &g.params
+    cdef const ActivationTensors* A = &g.acts
+    cdef Py_ssize_t N = g.N, C = g.C, n = r1 - r0, l
+    cdef real* p = params
+    cdef real* a
+    cdef real* l_ln1
+    cdef real* l_out
+    cdef real* l_next_rstd1
+    if n <= 0:
+        return 0.0
+    if stage == 0:
+        a = acts
+        embed_norm_forward_threads(acts + A.emb.offset + r0 * C, a + A.layer.resid.offset + r0 * C,
+                                   acts + A.rstd0.offset + r0, tokens + r0, pos + r0,
+                                   params + P.wte.offset, params + P.wpe.offset, n, C, nthreads)
+        rmsnorm_forward_threads(a + A.layer.ln1.offset + r0 * C, a + A.layer.rstd1.offset + r0,
+                                a + A.layer.resid.offset + r0 * C, n, C, nthreads)
+    else:
+        l = stage - 1  # finish layer l
+        p = params + l * P.layer_size
+        a = acts + l * A.layer_size
+        matmul_forward_rows(a + A.layer.res_mid.offset, a + A.layer.atty.offset,
+                            p + P.layer.attn_wo.offset, r0, r1, N, C, C, nthreads)
+        residual_norm_forward_threads(a + A.layer.res_mid.offset + r0 * C,
+                                      a + A.layer.resid.offset + r0 * C,
+                                      a + A.layer.ln2.offset + r0 * C,
+                                      a + A.layer.rstd2.offset + r0, n, C, nthreads)
+        matmul_forward_rows(a + A.layer.fch.offset, a + A.layer.ln2.offset,
+                            p + P.layer.mlp_fc1.offset, r0, r1, N, C, 4 * C, nthreads)
+        relu_forward_threads(a + A.layer.fch.offset + r0 * 4 * C,
+                             a + A.layer.fch.offset + r0 * 4 * C, n * 4 * C, nthreads)
+        # the block's output is the next block's input, and its norm the next block's first
+        if l + 1 < g.L:
+            l_out = a + A.layer_size + A.layer.resid.offset
+            l_ln1 = a + A.layer_size + A.layer.ln1.offset + r0 * C
+            l_next_rstd1 = a + A.layer_size + A.layer.rstd1.offset + r0
+        else:
+            l_out = acts + A.res_out.offset
+            l_ln1 = l_next_rstd1 = NULL
+        matmul_forward_rows(l_out, a + A.layer.fch.offset, p + P.layer.mlp_fc2.offset, r0, r1, N,
+                            4 * C, C, nthreads)
+        residual_norm_forward_threads(l_out + r0 * C, a + A.layer.res_mid.offset + r0 * C, l_ln1,
+                                      l_next_rstd1, n, C, nthreads)
+        if l + 1 == g.L:
+            matmul_forward_rows(acts + A.logits.offset, acts + A.res_out.offset,
+                                params + P.lm_head.offset, r0, r1, N, C, g.V, nthreads)
+            return softmax_crossentropy_forward_threads(
+                acts + A.probs.offset + r0 * g.V, acts + A.losses.offset + r0,
+                acts + A.logits.offset + r0 * g.V, targets + r0, n, g.V, nthreads)
+        p = params + (l + 1) * P.layer_size
+        a = acts + (l + 1) * A.layer_size
+    # the next block's q, k, v
+    matmul_forward_rows(a + A.layer.q.offset, a + A.layer.ln1.offset, p + P.layer.attn_wq.offset,
+                        r0, r1, N, C, C, nthreads)
+    matmul_forward_rows(a + A.layer.k.offset, a + A.layer.ln1.offset, p + P.layer.attn_wk.offset,
+                        r0, r1, N, C, C, nthreads)
+    matmul_forward_rows(a + A.layer.v.offset, a + A.layer.ln1.offset, p + P.layer.attn_wv.offset,
+                        r0, r1, N, C, C, nthreads)
+    return 0.0
+
+
 cdef double gpt_forward(real* params,               # (P,) ParameterTensors layout
                         real* acts,                 # (workspace,) ActivationTensors layout
                         const int64_t* tokens,      # (N,)
@@ -176,83 +253,37 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
                         const int64_t* pos,         # (N,) each token's position in its sequence
                         const int64_t* cu_seqlens,  # (B+1,)
                         const GPT* g, int nthreads) noexcept nogil:
-    """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches)."""
-    cdef const ParameterTensors* P = &g.params
+    """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches).
+
+    Only attention mixes tokens: everything between two attentions runs row by row. With
+    enough tokens, each thread takes a slab of ceil(N / nthreads) rows for all of it, in one
+    parallel region (_forward_rows), and attention shares sequences along the same slabs: two
+    regions per layer instead of one per layer kernel, and the rows a thread writes are the
+    ones it reads next, in its own core's cache. The loss adds the slabs' sums in slab order.
+    """
     cdef const ActivationTensors* A = &g.acts
-    cdef int64_t l, N = g.N, C = g.C, wl, al
-    cdef real *l_wq
-    cdef real *l_wk
-    cdef real *l_wv
-    cdef real *l_wo
-    cdef real *l_fc1
-    cdef real *l_fc2
-    cdef real *l_resid
-    cdef real *l_ln1
-    cdef real *l_rstd1
-    cdef real *l_q
-    cdef real *l_k
-    cdef real *l_v
-    cdef real *l_att
-    cdef real *l_atty
-    cdef real *l_res_mid
-    cdef real *l_ln2
-    cdef real *l_rstd2
-    cdef real *l_fch
-    cdef real *l_out
-    cdef real *l_next_ln1
-    cdef real *l_next_rstd1
-    embed_norm_forward_threads(acts + A.emb.offset, acts + A.layer.resid.offset,
-                               acts + A.rstd0.offset, tokens, pos, params + P.wte.offset,
-                               params + P.wpe.offset, N, C, nthreads)
-    for l in range(g.L):
-        wl = l * P.layer_size  # layer l's weights are layer 0's, this far on
-        l_wq = params + wl + P.layer.attn_wq.offset
-        l_wk = params + wl + P.layer.attn_wk.offset
-        l_wv = params + wl + P.layer.attn_wv.offset
-        l_wo = params + wl + P.layer.attn_wo.offset
-        l_fc1 = params + wl + P.layer.mlp_fc1.offset
-        l_fc2 = params + wl + P.layer.mlp_fc2.offset
-        al = l * A.layer_size  # and its activations
-        l_resid = acts + al + A.layer.resid.offset
-        l_ln1 = acts + al + A.layer.ln1.offset
-        l_rstd1 = acts + al + A.layer.rstd1.offset
-        l_q = acts + al + A.layer.q.offset
-        l_k = acts + al + A.layer.k.offset
-        l_v = acts + al + A.layer.v.offset
-        l_att = acts + al + A.layer.att.offset
-        l_atty = acts + al + A.layer.atty.offset
-        l_res_mid = acts + al + A.layer.res_mid.offset
-        l_ln2 = acts + al + A.layer.ln2.offset
-        l_rstd2 = acts + al + A.layer.rstd2.offset
-        l_fch = acts + al + A.layer.fch.offset
-        # the block's output is the next block's input
-        if l + 1 < g.L:
-            l_out = acts + al + A.layer_size + A.layer.resid.offset
-            l_next_ln1 = acts + al + A.layer_size + A.layer.ln1.offset
-            l_next_rstd1 = acts + al + A.layer_size + A.layer.rstd1.offset
+    cdef int64_t stage, al, N = g.N, C = g.C
+    cdef int slabs = nthreads if _row_slabs(N, C, nthreads) else 1
+    cdef Py_ssize_t c, r0, part = (N + slabs - 1) // slabs
+    cdef double sums[256]  # MAX_THREADS
+    cdef double loss = 0.0
+    for stage in range(g.L + 1):
+        if stage > 0:
+            al = (stage - 1) * A.layer_size
+            attention_forward(acts + al + A.layer.atty.offset, acts + al + A.layer.att.offset,
+                              acts + al + A.layer.q.offset, acts + al + A.layer.k.offset,
+                              acts + al + A.layer.v.offset, cu_seqlens, g.B, N, C, g.NH,
+                              g.NH * g.block, g.block, nthreads)
+        if slabs > 1:
+            for c in prange(slabs, num_threads=slabs, schedule="static"):
+                r0 = c * part
+                sums[c] = _forward_rows(params, acts, tokens, targets, pos, g, stage, r0,
+                                        min(N, r0 + part), 1)
         else:
-            l_out = acts + A.res_out.offset
-            l_next_ln1 = l_next_rstd1 = NULL
-        # attention block (the first norm of blocks after the first ran with the residual add
-        # that ended the block before)
-        if l == 0:
-            rmsnorm_forward_threads(l_ln1, l_rstd1, l_resid, N, C, nthreads)
-        matmul_forward(l_q, l_ln1, l_wq, N, C, C, nthreads)
-        matmul_forward(l_k, l_ln1, l_wk, N, C, C, nthreads)
-        matmul_forward(l_v, l_ln1, l_wv, N, C, C, nthreads)
-        attention_forward(l_atty, l_att, l_q, l_k, l_v, cu_seqlens, g.B, N, C, g.NH,
-                          g.NH * g.block, g.block, nthreads)
-        matmul_forward(l_res_mid, l_atty, l_wo, N, C, C, nthreads)
-        # MLP block
-        residual_norm_forward_threads(l_res_mid, l_resid, l_ln2, l_rstd2, N, C, nthreads)
-        matmul_forward(l_fch, l_ln2, l_fc1, N, C, 4 * C, nthreads)
-        relu_forward_threads(l_fch, l_fch, 4 * N * C, nthreads)
-        matmul_forward(l_out, l_fch, l_fc2, N, 4 * C, C, nthreads)
-        residual_norm_forward_threads(l_out, l_res_mid, l_next_ln1, l_next_rstd1, N, C, nthreads)
-    matmul_forward(acts + A.logits.offset, acts + A.res_out.offset, params + P.lm_head.offset,
-                   N, C, g.V, nthreads)
-    return softmax_crossentropy_forward_threads(acts + A.probs.offset, acts + A.losses.offset,
-                                                acts + A.logits.offset, targets, N, g.V, nthreads)
+            sums[0] = _forward_rows(params, acts, tokens, targets, pos, g, stage, 0, N, nthreads)
+    for c in range(slabs):
+        loss += sums[c]
+    return loss
 
 
 cdef struct AdamWStep:  # the settings of one AdamW update (gpt_backward can apply it)
@@ -273,6 +304,145 @@ cdef inline void _update_tensor(real* params, const real* grads, real* m, real* 
               opt.beta1, opt.beta2, opt.eps, opt.weight_decay, 1.0, nthreads)
 
 
+cdef enum BackwardStage:  # the backward's stretches between two meetings of the threads
+    LOSS_OUT   # softmax and cross-entropy, lm_head's input gradient
+    MLP_OUT    # lm_head's (last layer) and mlp_fc2's weight gradients, through fc2 and relu
+    MLP_IN     # mlp_fc1's weight gradient, through fc1 and the norm, attn_wo's input gradient
+    ATTN_OUT   # attn_wo's weight gradient; dq, dk, dv zeroed for attention's backward
+    ATTN_IN    # q, k, v's weight gradients, through them and the norm (layer 0: and the first)
+
+
+cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* targets,
+                         const GPT* g, BackwardStage stage, int64_t l, Py_ssize_t c, int slabs,
+                         int nthreads, bint acc, const AdamWStep* opt, real* m,
+                         real* v) noexcept nogil:
+    """One stage of layer l's backward (see BackwardStage) for slab c of `slabs` (nthreads 1):
+    the rows of the input gradients and element-wise layers that the slab's thread computed in
+    the forward, and a slab of rows of each weight gradient, which needs every token's rows of
+    the stage before. With slabs 1 the whole stage instead, each product and layer shared among
+    nthreads, and (with opt) each weight updated once its gradients are complete."""
+    cdef const ParameterTensors* P = &g.params
+    cdef const ActivationTensors* A = &g.acts
+    cdef Py_ssize_t N = g.N, C = g.C, V = g.V, part = (N + slabs - 1) // slabs
+    cdef Py_ssize_t r0 = min(N, c * part), r1 = min(N, c * part + part), n = r1 - r0
+    cdef Py_ssize_t tables = P.lm_head.offset - P.wte.offset, wl = l * P.layer_size
+    cdef bint whole = slabs == 1
+    cdef real* w = params + wl   # layer l's weights at layer 0's offsets
+    cdef real* dw = grads + wl   # and their gradients
+    cdef real* a = acts + l * A.layer_size
+    cdef real* dres = acts + A.dres.offset
+    cdef real* dln = acts + A.dln.offset
+    cdef real* dq = acts + A.dq.offset
+    cdef real* dk = acts + A.dk.offset
+    cdef real* dv = acts + A.dv.offset
+    cdef real* datty = acts + A.datty.offset
+    cdef real* dfch = acts + A.dfch.offset
+    cdef real* dlogits = acts + A.logits.offset  # the logits are not needed again: reuse them
+    if stage == LOSS_OUT:
+        softmax_crossentropy_backward_threads(dlogits + r0 * V, acts + A.probs.offset + r0 * V,
+                                              targets + r0, <real>(1.0 / N), n, V, nthreads)
+        if not acc:  # the tables' gradients are sums over tokens: they start from zero
+            part = (tables + slabs - 1) // slabs
+            memset(grads + P.wte.offset + min(tables, c * part), 0,
+                   (min(tables, c * part + part) - min(tables, c * part)) * sizeof(real))
+        if whole:
+            matmul_backward(dres, grads + P.lm_head.offset, dlogits, acts + A.res_out.offset,
+                            params + P.lm_head.offset, N, C, V, False, nthreads, acc)
+            _update_tensor(params, grads, m, v, opt, P.lm_head.offset, V * C, nthreads)
+        else:
+            matmul_backward_input_rows(dres, dlogits, params + P.lm_head.offset, r0, r1, N, C, V,
+                                       False)
+    elif stage == MLP_OUT:  # dres is the gradient of the block's output, and of res_mid
+        if whole:
+            matmul_backward(dfch, dw + P.layer.mlp_fc2.offset, dres, a + A.layer.fch.offset,
+                            w + P.layer.mlp_fc2.offset, N, 4 * C, C, False, nthreads, acc)
+            _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, 4 * C * C,
+                           nthreads)
+        else:
+            if l == g.L - 1:
+                matmul_backward_weight_slab(grads + P.lm_head.offset, dlogits,
+                                            acts + A.res_out.offset, N, C, V, acc, c, slabs)
+            matmul_backward_weight_slab(dw + P.layer.mlp_fc2.offset, dres,
+                                        a + A.layer.fch.offset, N, 4 * C, C, acc, c, slabs)
+            matmul_backward_input_rows(dfch, dres, w + P.layer.mlp_fc2.offset, r0, r1, N, 4 * C,
+                                       C, False)
+        relu_backward_threads(dfch + r0 * 4 * C, dfch + r0 * 4 * C,
+                              a + A.layer.fch.offset + r0 * 4 * C, n * 4 * C, nthreads)
+    elif stage == MLP_IN:
+        if whole:
+            matmul_backward(dln, dw + P.layer.mlp_fc1.offset, dfch, a + A.layer.ln2.offset,
+                            w + P.layer.mlp_fc1.offset, N, C, 4 * C, False, nthreads, acc)
+            _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C * C,
+                           nthreads)
+        else:
+            matmul_backward_weight_slab(dw + P.layer.mlp_fc1.offset, dfch,
+                                        a + A.layer.ln2.offset, N, C, 4 * C, acc, c, slabs)
+            matmul_backward_input_rows(dln, dfch, w + P.layer.mlp_fc1.offset, r0, r1, N, C,
+                                       4 * C, False)
+        rmsnorm_backward_threads(dres + r0 * C, dln + r0 * C, a + A.layer.res_mid.offset + r0 * C,
+                                 a + A.layer.rstd2.offset + r0, n, C, nthreads)
+        if whole:
+            matmul_backward(datty, dw + P.layer.attn_wo.offset, dres, a + A.layer.atty.offset,
+                            w + P.layer.attn_wo.offset, N, C, C, False, nthreads, acc)
+            _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C * C,
+                           nthreads)
+        else:
+            matmul_backward_input_rows(datty, dres, w + P.layer.attn_wo.offset, r0, r1, N, C, C,
+                                       False)
+    elif stage == ATTN_OUT:
+        if whole:
+            zero_threads(dq, 3 * N * C, nthreads)  # dq, dk, dv lie one after another
+        else:
+            matmul_backward_weight_slab(dw + P.layer.attn_wo.offset, dres,
+                                        a + A.layer.atty.offset, N, C, C, acc, c, slabs)
+            memset(dq + r0 * C, 0, n * C * sizeof(real))
+            memset(dk + r0 * C, 0, n * C * sizeof(real))
+            memset(dv + r0 * C, 0, n * C * sizeof(real))
+    else:  # ATTN_IN
+        if whole:
+            matmul_backward(dln, dw + P.layer.attn_wq.offset, dq, a + A.layer.ln1.offset,
+                            w + P.layer.attn_wq.offset, N, C, C, False, nthreads, acc)
+            matmul_backward(dln, dw + P.layer.attn_wk.offset, dk, a + A.layer.ln1.offset,
+                            w + P.layer.attn_wk.offset, N, C, C, True, nthreads, acc)
+            matmul_backward(dln, dw + P.layer.attn_wv.offset, dv, a + A.layer.ln1.offset,
+                            w + P.layer.attn_wv.offset, N, C, C, True, nthreads, acc)
+            # wq, wk, wv lie one after the other: one update for the three
+            _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wq.offset, 3 * C * C,
+                           nthreads)
+        else:
+            matmul_backward_weight_slab(dw + P.layer.attn_wq.offset, dq, a + A.layer.ln1.offset,
+                                        N, C, C, acc, c, slabs)
+            matmul_backward_weight_slab(dw + P.layer.attn_wk.offset, dk, a + A.layer.ln1.offset,
+                                        N, C, C, acc, c, slabs)
+            matmul_backward_weight_slab(dw + P.layer.attn_wv.offset, dv, a + A.layer.ln1.offset,
+                                        N, C, C, acc, c, slabs)
+            matmul_backward_input_rows(dln, dq, w + P.layer.attn_wq.offset, r0, r1, N, C, C,
+                                       False)
+            matmul_backward_input_rows(dln, dk, w + P.layer.attn_wk.offset, r0, r1, N, C, C,
+                                       True)
+            matmul_backward_input_rows(dln, dv, w + P.layer.attn_wv.offset, r0, r1, N, C, C,
+                                       True)
+        rmsnorm_backward_threads(dres + r0 * C, dln + r0 * C, a + A.layer.resid.offset + r0 * C,
+                                 a + A.layer.rstd1.offset + r0, n, C, nthreads)
+        if l == 0:  # dres is now the gradient of rmsnorm(embedding): back through that norm
+            zero_threads(dln + r0 * C, n * C, nthreads)
+            rmsnorm_backward_threads(dln + r0 * C, dres + r0 * C, acts + A.emb.offset + r0 * C,
+                                     acts + A.rstd0.offset + r0, n, C, nthreads)
+
+
+cdef void _backward_stage(real* params, real* grads, real* acts, const int64_t* targets,
+                          const GPT* g, BackwardStage stage, int64_t l, int slabs, int nthreads,
+                          bint acc, const AdamWStep* opt, real* m, real* v) noexcept nogil:
+    """One stage of the backward: a parallel region of `slabs` threads, one slab each, or (slabs
+    1) the whole stage with each kernel shared among nthreads."""
+    cdef Py_ssize_t c
+    if slabs > 1:
+        for c in prange(slabs, num_threads=slabs, schedule="static"):
+            _backward_rows(params, grads, acts, targets, g, stage, l, c, slabs, 1, acc, opt, m, v)
+    else:
+        _backward_rows(params, grads, acts, targets, g, stage, l, 0, 1, nthreads, acc, opt, m, v)
+
+
 cdef void gpt_backward(real* params,               # (P,)
                        real* grads,                # (P,) added to, or overwritten
                        real* acts,                 # as gpt_forward left it
@@ -288,108 +458,41 @@ cdef void gpt_backward(real* params,               # (P,)
     """Backward of the mean loss over the N tokens; adds its gradient into grads (+=), or
     writes it there (overwrite: no need to zero grads first).
 
-    With `opt`, each weight gets its AdamW update as soon as its gradient is complete, while the
-    weight and its gradient are still in cache (a separate pass over all the parameters would
-    fetch them again from far memory); the numbers are those of one update after the backward.
+    With `opt` (one thread), each weight gets its AdamW update as soon as its gradient is
+    complete, while the weight and its gradient are still in cache (a separate pass over all
+    the parameters would fetch them again from far memory); the numbers are those of one update
+    after the backward.
+
+    With threads and enough tokens, the slabs of rows of the forward (gpt_forward) carry on:
+    each stage (BackwardStage) is one parallel region in which a thread runs its rows of the
+    input gradients and element-wise layers, and a slab of rows of each weight gradient that
+    can be complete by then; five regions per layer, attention's included, instead of one per
+    kernel.
     """
-    cdef const ParameterTensors* P = &g.params
     cdef const ActivationTensors* A = &g.acts
-    cdef int64_t l, N = g.N, C = g.C, wl, al
-    cdef real* dres = acts + A.dres.offset
-    cdef real* dln = acts + A.dln.offset
-    cdef real* dq = acts + A.dq.offset
-    cdef real* dk = acts + A.dk.offset
-    cdef real* dv = acts + A.dv.offset
-    cdef real* datty = acts + A.datty.offset
-    cdef real* dfch = acts + A.dfch.offset
-    cdef real* dlogits = acts + A.logits.offset  # the logits are not needed again: reuse them
-    cdef real *l_wq
-    cdef real *l_wk
-    cdef real *l_wv
-    cdef real *l_wo
-    cdef real *l_fc1
-    cdef real *l_fc2
-    cdef real *l_dwq
-    cdef real *l_dwk
-    cdef real *l_dwv
-    cdef real *l_dwo
-    cdef real *l_dfc1
-    cdef real *l_dfc2
-    cdef real *l_resid
-    cdef real *l_ln1
-    cdef real *l_rstd1
-    cdef real *l_q
-    cdef real *l_k
-    cdef real *l_v
-    cdef real *l_att
-    cdef real *l_atty
-    cdef real *l_res_mid
-    cdef real *l_ln2
-    cdef real *l_rstd2
-    cdef real *l_fch
-    softmax_crossentropy_backward_threads(dlogits, acts + A.probs.offset, targets,
-                                          <real>(1.0 / N), N, g.V, nthreads)
+    cdef int64_t l, N = g.N, C = g.C, al
+    cdef int slabs = nthreads if opt == NULL and _row_slabs(N, C, nthreads) else 1
     cdef bint acc = not overwrite
-    matmul_backward(dres, grads + P.lm_head.offset, dlogits, acts + A.res_out.offset,
-                    params + P.lm_head.offset, N, C, g.V, False, nthreads, acc)
-    _update_tensor(params, grads, m, v, opt, P.lm_head.offset, g.V * C, nthreads)
+    _backward_stage(params, grads, acts, targets, g, LOSS_OUT, g.L - 1, slabs, nthreads, acc,
+                    opt, m, v)
     l = g.L - 1
     while l >= 0:
-        wl = l * P.layer_size
-        l_wq = params + wl + P.layer.attn_wq.offset
-        l_wk = params + wl + P.layer.attn_wk.offset
-        l_wv = params + wl + P.layer.attn_wv.offset
-        l_wo = params + wl + P.layer.attn_wo.offset
-        l_fc1 = params + wl + P.layer.mlp_fc1.offset
-        l_fc2 = params + wl + P.layer.mlp_fc2.offset
-        l_dwq = grads + wl + P.layer.attn_wq.offset
-        l_dwk = grads + wl + P.layer.attn_wk.offset
-        l_dwv = grads + wl + P.layer.attn_wv.offset
-        l_dwo = grads + wl + P.layer.attn_wo.offset
-        l_dfc1 = grads + wl + P.layer.mlp_fc1.offset
-        l_dfc2 = grads + wl + P.layer.mlp_fc2.offset
         al = l * A.layer_size
-        l_resid = acts + al + A.layer.resid.offset
-        l_ln1 = acts + al + A.layer.ln1.offset
-        l_rstd1 = acts + al + A.layer.rstd1.offset
-        l_q = acts + al + A.layer.q.offset
-        l_k = acts + al + A.layer.k.offset
-        l_v = acts + al + A.layer.v.offset
-        l_att = acts + al + A.layer.att.offset
-        l_atty = acts + al + A.layer.atty.offset
-        l_res_mid = acts + al + A.layer.res_mid.offset
-        l_ln2 = acts + al + A.layer.ln2.offset
-        l_rstd2 = acts + al + A.layer.rstd2.offset
-        l_fch = acts + al + A.layer.fch.offset
-        # MLP block: dres is the gradient of the block's output; it flows to res_mid unchanged.
-        matmul_backward(dfch, l_dfc2, dres, l_fch, l_fc2, N, 4 * C, C, False, nthreads, acc)
-        _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, 4 * C * C,
-                       nthreads)
-        relu_backward_threads(dfch, dfch, l_fch, 4 * N * C, nthreads)
-        matmul_backward(dln, l_dfc1, dfch, l_ln2, l_fc1, N, C, 4 * C, False, nthreads, acc)
-        _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C * C,
-                       nthreads)
-        rmsnorm_backward_threads(dres, dln, l_res_mid, l_rstd2, N, C, nthreads)
-        # attention block
-        matmul_backward(datty, l_dwo, dres, l_atty, l_wo, N, C, C, False, nthreads, acc)
-        _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C * C, nthreads)
-        zero_threads(dq, 3 * N * C, nthreads)  # dq, dk, dv lie one after another (the layout)
-        attention_backward(dq, dk, dv, acts + A.dpre.offset, datty, l_q, l_k, l_v, l_att,
+        _backward_stage(params, grads, acts, targets, g, MLP_OUT, l, slabs, nthreads, acc, opt,
+                        m, v)
+        _backward_stage(params, grads, acts, targets, g, MLP_IN, l, slabs, nthreads, acc, opt,
+                        m, v)
+        _backward_stage(params, grads, acts, targets, g, ATTN_OUT, l, slabs, nthreads, acc, opt,
+                        m, v)
+        attention_backward(acts + A.dq.offset, acts + A.dk.offset, acts + A.dv.offset,
+                           acts + A.dpre.offset, acts + A.datty.offset,
+                           acts + al + A.layer.q.offset, acts + al + A.layer.k.offset,
+                           acts + al + A.layer.v.offset, acts + al + A.layer.att.offset,
                            cu_seqlens, g.B, C, g.NH, g.block, g.NH * g.block, g.block, nthreads)
-        matmul_backward(dln, l_dwq, dq, l_ln1, l_wq, N, C, C, False, nthreads, acc)
-        matmul_backward(dln, l_dwk, dk, l_ln1, l_wk, N, C, C, True, nthreads, acc)
-        matmul_backward(dln, l_dwv, dv, l_ln1, l_wv, N, C, C, True, nthreads, acc)
-        # wq, wk, wv lie one after the other: one update for the three
-        _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wq.offset, 3 * C * C,
-                       nthreads)
-        rmsnorm_backward_threads(dres, dln, l_resid, l_rstd1, N, C, nthreads)
+        _backward_stage(params, grads, acts, targets, g, ATTN_IN, l, slabs, nthreads, acc, opt,
+                        m, v)
         l -= 1
-    # dres is now the gradient of rmsnorm(embedding): back through the first norm and the tables
-    zero_threads(dln, N * C, nthreads)
-    rmsnorm_backward_threads(dln, dres, acts + A.emb.offset, acts + A.rstd0.offset, N, C,
-                             nthreads)
-    if overwrite:  # the tables' gradients are sums over tokens: they start from zero
-        memset(grads + P.wte.offset, 0, (P.lm_head.offset - P.wte.offset) * sizeof(real))
-    encoder_backward(grads + P.wte.offset, grads + P.wpe.offset, dln, tokens, pos, N, C)
-    _update_tensor(params, grads, m, v, opt, P.wte.offset, P.lm_head.offset - P.wte.offset,
-                   nthreads)
+    encoder_backward_threads(grads + g.params.wte.offset, grads + g.params.wpe.offset,
+                             acts + A.dln.offset, tokens, pos, N, C, nthreads)
+    _update_tensor(params, grads, m, v, opt, g.params.wte.offset,
+                   g.params.lm_head.offset - g.params.wte.offset, nthreads)

@@ -191,22 +191,28 @@ def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all
                 enable_numpy_blas(threshold=saved)
 
 
+@pytest.mark.parametrize("clip_norm", [0.5, 0.0])  # 0: one thread updates inside the backward
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("lengths", [[2], [2, 2, 2], [9, 3, 2, 6, 4]])  # T=1 to block; N=1..19
 def test_train_step_gives_one_threads_numbers_on_any_thread_count(names, dtype, lengths,
-                                                                  threads_on_any_size):
+                                                                  clip_norm, threads_on_any_size):
     """Every layer split among 2, 3 or 7 threads (more threads than tokens included) gives the
-    numbers of one thread: each thread runs the same kernel on its own rows."""
+    numbers of one thread: each thread runs the same kernel on its own rows. With 24 tokens, 2
+    and 3 threads take slabs of rows for the whole step; 7 threads share each kernel instead."""
     docs, tok = names
     config = GPTConfig(n_embd=20, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
     params = init_params(config, seed=13)
     seqs = [(docs[i] * 9)[:n] for i, n in enumerate(lengths)]
     batch = PaddedBatch.from_sequences(seqs, config.block_size)
     one = CythonBackend(config, params, dtype, num_threads=1)
-    losses_one = [one.train_step(batch, 0.01, weight_decay=0.1, clip_norm=0.5) for _ in range(3)]
+    losses_one = [one.train_step(batch, 0.01, weight_decay=0.1, clip_norm=clip_norm)
+                  for _ in range(3)]
     for threads in (2, 3, 7):
         many = CythonBackend(config, params, dtype, num_threads=threads)
-        losses = [many.train_step(batch, 0.01, weight_decay=0.1, clip_norm=0.5) for _ in range(3)]
+        losses = [many.train_step(batch, 0.01, weight_decay=0.1, clip_norm=clip_norm)
+                  for _ in range(3)]
         tol = 1e-5 if dtype == np.float32 else 1e-12  # the loss and norm sums' order only
         assert losses == pytest.approx(losses_one, abs=tol), threads
-        assert np.max(np.abs(many.params.data - one.params.data)) < tol, threads
+        for mine, ones in ((many.params, one.params), (many.grads, one.grads),
+                           (many.model.m, one.model.m), (many.model.v, one.model.v)):
+            assert np.max(np.abs(mine.data - ones.data)) < tol, threads

@@ -6,6 +6,7 @@ rejected call changes no state.
 """
 import math
 
+import fastops
 import numpy as np
 import pytest
 
@@ -222,3 +223,63 @@ def test_capstone_stops_a_diverging_run():
                   learning_rate=1e300, warmup_iters=0)
     with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match="at step [2-5]:"):
         train_char_gpt(tiny, iters=5, num_threads=1, progress=False)
+
+
+def _error_of(call, *args) -> tuple[type, str] | None:
+    try:
+        call(*args)
+    except (TypeError, ValueError) as err:
+        return type(err), str(err)
+    return None
+
+
+@pytest.mark.parametrize("name", BAD_BATCHES)
+def test_fastops_pack_rejects_a_bad_batch_with_check_batchs_error(name):
+    """The C pass the fastops backend takes for int64 ids and a float64 mask (contiguous copies
+    of each bad batch reach it) raises check_batch's exception and message."""
+    from microgpt_lib.batches import check_batch
+    batch, _ = BAD_BATCHES[name]
+    arrays = [np.ascontiguousarray(a) for a in (batch.tokens, batch.targets, batch.mask)]
+    if not (arrays[0].dtype == arrays[1].dtype == np.int64 and arrays[2].dtype == np.float64
+            and arrays[0].ndim == arrays[1].ndim == arrays[2].ndim == 2):
+        pytest.skip("array types that take the NumPy path")
+    numpy_error = _error_of(check_batch, PaddedBatch(*arrays), CONFIG)
+    assert numpy_error is not None
+    assert _error_of(fastops.pack_padded_batch, *arrays, CONFIG.vocab_size,
+                     CONFIG.block_size) == numpy_error
+
+
+def test_fastops_pack_checks_every_row_and_reports_the_first_problem_as_numpy_does():
+    from microgpt_lib.batches import check_batch
+    rng = np.random.default_rng(0)
+    tried = 0
+    for _ in range(400):
+        B, T = rng.integers(1, 4), rng.integers(1, CONFIG.block_size + 2)
+        tokens = rng.integers(-1, CONFIG.vocab_size + 1, (B, T))
+        targets = rng.integers(0, CONFIG.vocab_size, (B, T))
+        mask = rng.choice([0.0, 1.0, 1.0, 1.0, 0.5], (B, T))
+        numpy_error = _error_of(check_batch, PaddedBatch(tokens, targets, mask), CONFIG)
+        c_error = _error_of(fastops.pack_padded_batch, tokens, targets, mask,
+                            CONFIG.vocab_size, CONFIG.block_size)
+        assert c_error == numpy_error
+        tried += numpy_error is not None
+    assert tried > 100
+
+
+def test_fastops_pack_equals_numpy_pack_on_names():
+    from microgpt_lib.batches import check_batch, pack
+    from microgpt_lib.data import names_corpus, split_docs
+    docs, tok = names_corpus()
+    config = GPTConfig.preset("e16_L1_b16", vocab_size=tok.vocab_size)
+    encoded = EncodedDocs.encode(split_docs(docs)[0][:500], tok, config.block_size)
+    backend = CythonBackend(config, init_params(config))
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 7, 32):
+        batch = encoded.batch(rng.integers(0, len(encoded), size))
+        fast, slow = backend.packed(batch), pack(check_batch(batch, config))
+        for a, b in zip(fast, slow):
+            assert a.dtype == np.int64 and a.flags.c_contiguous
+            np.testing.assert_array_equal(a, b)
+    ints32 = PaddedBatch(batch.tokens.astype(np.int32), batch.targets, batch.mask)
+    for a, b in zip(backend.packed(ints32), slow):  # other types take the NumPy path
+        np.testing.assert_array_equal(a, b)
