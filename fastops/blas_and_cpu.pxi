@@ -49,12 +49,15 @@ cdef int64_t _blas_min_tokens = 32
 # so a region needs ~10 us of work (2^17 multiply-adds; 2^20 left e64's products on one thread).
 cdef int64_t _parallel_min_flops = 1 << 17
 
-cdef inline bint _use_blas(real* out, int64_t M, int64_t K, int64_t Nn) noexcept nogil:
-    """True when a product of M*K*Nn multiply-adds in this precision goes to BLAS."""
+cdef inline bint _use_blas(real* out, int64_t N, int64_t C, int64_t OC) noexcept nogil:
+    """True when a linear layer's product over N tokens, C inputs and OC outputs, in this
+    precision, goes to BLAS: at least _blas_min_tokens tokens and N*C*OC >= the threshold."""
+    if N < _blas_min_tokens:
+        return False
     if real is float:
-        return _blas_on and _sgemm != NULL and M * K * Nn >= _blas_min_flops
+        return _blas_on and _sgemm != NULL and N * C * OC >= _blas_min_flops
     else:
-        return _blas_on and _dgemm != NULL and M * K * Nn >= _blas_min_flops
+        return _blas_on and _dgemm != NULL and N * C * OC >= _blas_min_flops
 
 
 cdef inline bint _use_attention_blas(const real* x, int64_t longest, int64_t hd) noexcept nogil:

@@ -383,11 +383,11 @@ cdef void matmul_forward(real* out,           # (N, OC)
                          const real* inp,     # (N, C)
                          const real* weight,  # (OC, C), PyTorch's (out, in) order
                          Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, int nthreads) noexcept nogil:
-    """out = inp @ weight^T: BLAS when large enough, else our loops. Our loops hold 8 tokens in
-    registers and beat BLAS below _blas_min_tokens tokens, whatever the widths (measured in
-    chapter 6). With threads, each thread makes its own BLAS call on a slab of rows."""
+    """out = inp @ weight^T: BLAS when large enough (_use_blas), else our loops. Our loops hold
+    8 tokens in registers and beat BLAS below _blas_min_tokens tokens, whatever the widths
+    (measured in chapter 6). With threads, each thread makes its own BLAS call on a slab of rows."""
     cdef Py_ssize_t blk, nblk = (OC + 15) // 16, r0, r1, part
-    if N >= _blas_min_tokens and _use_blas(out, N, C, OC):
+    if _use_blas(out, N, C, OC):
         if nthreads > 1 and N >= 8 * nthreads and N * C * OC >= _parallel_min_flops:
             part = (N + nthreads - 1) // nthreads
             for blk in prange(nthreads, num_threads=nthreads, schedule="static"):
@@ -415,7 +415,7 @@ cdef void matmul_forward_rows(real* out,           # (N, OC); rows r0..r1-1 writ
     hands the whole product to matmul_forward."""
     if nthreads > 1:
         matmul_forward(out, inp, weight, N, C, OC, nthreads)
-    elif N >= _blas_min_tokens and _use_blas(out, N, C, OC):
+    elif _use_blas(out, N, C, OC):
         _blas(NO_TRANS, TRANS, r1 - r0, OC, C, inp + r0 * C, C, weight, C, 0.0, out + r0 * OC,
               OC)
     elif r1 > r0:
@@ -437,7 +437,7 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
     cdef Py_ssize_t blk, r0, r1, o0, o1, part_n, part_o
     cdef real beta = 1.0 if accumulate else 0.0
     cdef real beta_w = 1.0 if accumulate_dweight else 0.0
-    if N >= _blas_min_tokens and _use_blas(dweight, N, C, OC):
+    if _use_blas(dweight, N, C, OC):
         if (nthreads > 1 and N >= 8 * nthreads and OC >= 8 * nthreads
                 and N * C * OC >= _parallel_min_flops):
             part_n = (N + nthreads - 1) // nthreads
@@ -472,7 +472,7 @@ cdef void matmul_backward_weight_slab(real* dweight,     # (OC, C), rows of slab
     cdef Py_ssize_t o0 = min(OC, c * part), o1 = min(OC, c * part + part)
     if o1 <= o0:
         return
-    if N >= _blas_min_tokens and _use_blas(dweight, N, C, OC):
+    if _use_blas(dweight, N, C, OC):
         _blas(TRANS, NO_TRANS, o1 - o0, C, N, dout + o0, OC, inp, C, 1.0 if accumulate else 0.0,
               dweight + o0 * C, C)
     else:
@@ -488,7 +488,7 @@ cdef void matmul_backward_input_rows(real* dinp,          # (N, C), rows r0..r1-
     loops as matmul_backward chooses for all N tokens."""
     if r1 <= r0:
         return
-    if N >= _blas_min_tokens and _use_blas(dinp, N, C, OC):
+    if _use_blas(dinp, N, C, OC):
         _blas(NO_TRANS, NO_TRANS, r1 - r0, C, OC, dout + r0 * OC, OC, weight, C,
               1.0 if accumulate else 0.0, dinp + r0 * C, C)
     elif real is float:
