@@ -20,8 +20,8 @@ $(BIN)/.installed: requirements.txt pyproject.toml setup.py
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3
 	touch $@
 
-# Compile fastops in place (again whenever a .pyx changes).
-fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd fastops/*.pxi)
+# Compile fastops in place (again whenever a .pyx, .pxi or C header changes).
+fastops/.built: $(BIN)/.installed setup.py $(wildcard fastops/*.pyx fastops/*.pxd fastops/*.pxi fastops/*.h)
 	$(BIN)/python setup.py build_ext --inplace -j 2
 	touch $@
 
