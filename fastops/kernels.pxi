@@ -502,7 +502,8 @@ cdef void matmul_backward_input_rows(real* dinp,          # (N, C), rows r0..r1-
 # ----------------------------------------------------------------------------------------------
 # attention: causal multi-head self-attention within each packed sequence. att keeps the softmax
 # weights for the backward: token n, head h, key s at att[n*att_sn + h*att_sh + s] (the model
-# stores them (N, NH, block); the single-sequence wrapper (NH, T, T)).
+# stores them (N, NH, block); the Python wrapper (NH, T, T) for one sequence, (N, NH, T_max)
+# for a packed batch).
 
 # One token and one head in plain loops: short sequences (see ATTENTION_TILES_MIN_T below), and the
 # fallback when the tiles' scratch cannot be allocated.
