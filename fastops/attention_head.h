@@ -264,8 +264,8 @@ static int FA_NAME(attention_backward_head)(FA_REAL* dq, FA_REAL* dk, FA_REAL* d
     int copy = hd % W != 0;      /* k, q, dout are read in place when rows are whole tiles */
     FA_REAL* vt = malloc(sizeof(FA_REAL) * (hd * Tp + 2 * T * Tp + copy * 3 * T * hdp));
     if (!vt) return -1;
-    FA_REAL* p = vt + hd * Tp;   /* (T, Tp): the weights, zeros above the diagonal */
-    FA_REAL* ds = p + T * Tp;    /* (T, Tp): gradient of the scores, zeros above it */
+    FA_REAL* p = vt + hd * Tp;   /* (T, Tp): the weights, then zeros for MR - 1 columns */
+    FA_REAL* ds = p + T * Tp;    /* (T, Tp): gradient of the scores, the same zeros */
     const FA_REAL *kp = k, *qp = q, *dop = dout;  /* (T, hd), row stride ld */
     Py_ssize_t ld = C;
     FA_NAME(vec) acc[MR][NV];
@@ -281,9 +281,10 @@ static int FA_NAME(attention_backward_head)(FA_REAL* dq, FA_REAL* dk, FA_REAL* d
         dop = buf + 2 * T * hdp;
         ld = hdp;
     }
-    for (Py_ssize_t i = 0; i < T; i++) {
-        __builtin_memcpy(p + i * Tp, att + i * att_sn, sizeof(FA_REAL) * (i + 1));
-        for (Py_ssize_t j = i + 1; j < Tp; j++) p[i * Tp + j] = 0;
+    for (Py_ssize_t i = 0; i < T; i++) {  /* zeros only where a key tile reads: j < i + MR */
+        Py_ssize_t j, zend = i + MR < Tp ? i + MR : Tp;
+        for (j = 0; j <= i; j++) p[i * Tp + j] = att[i * att_sn + j];
+        for (; j < zend; j++) p[i * Tp + j] = 0;
     }
     for (Py_ssize_t i0 = 0; i0 < T; i0 += MR) {  /* row tiles: ds, then dq += ds @ k */
         int nr = T - i0 < MR ? (int)(T - i0) : MR;
@@ -302,7 +303,7 @@ static int FA_NAME(attention_backward_head)(FA_REAL* dq, FA_REAL* dk, FA_REAL* d
             const FA_REAL* a = p + i * Tp;
             FA_REAL dot = FA_DOT(a, g, i + 1);
             for (j = 0; j <= i; j++) g[j] = a[j] * (g[j] - dot) * scale;
-            for (; j < Tp; j++) g[j] = 0;
+            for (; j < i + MR && j < Tp; j++) g[j] = 0;  /* all that dq's and dk's tiles read */
         }
         FA_NAME(rows)(arow, ds, Tp, i0, nr);
         for (Py_ssize_t c0 = 0; c0 < hd; c0 += W) {

@@ -502,9 +502,11 @@ cdef void matmul_backward_input_rows(real* dinp,          # (N, C), rows r0..r1-
 # ----------------------------------------------------------------------------------------------
 # attention: causal multi-head self-attention within each packed sequence. att keeps the softmax
 # weights for the backward: token n, head h, key s at att[n*att_sn + h*att_sh + s] (the model
-# stores them (N, NH, block); the single-sequence wrapper (NH, T, T)).
+# stores them (N, NH, block); the Python wrapper (NH, T, T) for one sequence, (N, NH, T_max)
+# for a packed batch).
 
-# One token and one head in plain loops: the fallback when the tiles' scratch cannot be allocated.
+# One token and one head in plain loops: short sequences (see ATTENTION_TILES_MIN_T below), and the
+# fallback when the tiles' scratch cannot be allocated.
 
 cdef void _attention_row(real* out, real* att, const real* q, const real* k, const real* v,
                          Py_ssize_t n, Py_ssize_t start, Py_ssize_t h, Py_ssize_t C,
@@ -773,6 +775,18 @@ cdef void _attention_backward_head_blas(real* dq, real* dk, real* dv, real* dp, 
     _blas(TRANS, NO_TRANS, T, hd, T, dp, T, q + off, C, 1.0, dk + off, C)
 
 
+# The shortest sequences (single names) run faster in the plain loops than in the tiles, whose
+# scratch, packing and part-filled diagonal tiles cost more than such a head's whole work.
+# Measured one after the other per (sequence, head), head sizes 4 to 32: the backward's loops
+# took 0.35-0.75x the tiles' time at T = 5 and 7 (both dtypes) and 0.55-1.05x at T = 8 to 10;
+# from T = 12 the tiles took 0.55-0.75x the loops' (except at head size 4, float64, where the
+# loops still won at T = 16). The float64 forward's loops took 0.7-0.95x the tiles' at T <= 7,
+# but the float32 forward's tiles, whose exponentials run on whole vectors, won at every T.
+cdef enum:
+    ATTENTION_TILES_MIN_T = 10          # backward, both dtypes
+    ATTENTION_TILES_MIN_T_FORWARD = 8   # forward, float64 (float32: always the tiles)
+
+
 # With threads, attention splits by sequence along the rows the matrix products gave each thread
 # (thread c: the sequences that start in its slab of ceil(N / nthreads) tokens), so the q, k, v
 # a thread reads and the rows it writes are mostly in its own core's cache, and no two threads
@@ -802,17 +816,18 @@ cdef void _attention_forward_head(real* out, real* att, const real* q, const rea
                                   Py_ssize_t C, Py_ssize_t hd, Py_ssize_t att_sn, real scale,
                                   bint blas) noexcept nogil:
     """One head over tokens start..start+T-1 (att: its first row, row stride att_sn): BLAS'
-    products of the full square when `blas`, else our register tiles of the triangle (or, if
-    their scratch cannot be allocated, the plain loops of _attention_row)."""
+    products of the full square when `blas`, else our register tiles of the triangle (or, for
+    the shortest sequences or if their scratch cannot be allocated, the plain loops of
+    _attention_row)."""
     cdef Py_ssize_t n, s, off = start * C + h * hd
-    cdef int failed
+    cdef int failed = 1  # the loops, unless the tiles run
     if blas:
         _attention_forward_head_blas(out, att, q, k, v, start, T, h, C, hd, att_sn, scale)
         return
-    if real is float:
+    if real is float:  # float32: the tiles at every T (see ATTENTION_TILES_MIN_T_FORWARD)
         failed = fastops_s_attention_forward_head(out + off, att, q + off, k + off, v + off, T, C,
                                                   hd, att_sn, scale)
-    else:
+    elif T >= ATTENTION_TILES_MIN_T_FORWARD:
         failed = fastops_d_attention_forward_head(out + off, att, q + off, k + off, v + off, T, C,
                                                   hd, att_sn, scale)
     if failed:
@@ -907,21 +922,23 @@ cdef void _attention_backward_head(real* dq, real* dk, real* dv, real* dpre, con
                                    Py_ssize_t start, Py_ssize_t T, Py_ssize_t h, Py_ssize_t C,
                                    Py_ssize_t hd, Py_ssize_t att_sn, real scale,
                                    bint blas) noexcept nogil:
-    """Backward of _attention_forward_head (blas as there); dpre is (T, T) scratch."""
+    """Backward of _attention_forward_head (blas as there; the plain loops below
+    ATTENTION_TILES_MIN_T tokens); dpre is (T, T) scratch."""
     cdef Py_ssize_t off = start * C + h * hd
-    cdef int failed
+    cdef int failed = 1  # the loops, unless the tiles run
     if blas:
         _attention_backward_head_blas(dq, dk, dv, dpre, dout, q, k, v, att, start, T, h, C, hd,
                                       att_sn, scale)
         return
-    if real is float:
-        failed = fastops_s_attention_backward_head(dq + off, dk + off, dv + off, dout + off,
-                                                   q + off, k + off, v + off, att, T, C, hd,
-                                                   att_sn, scale)
-    else:
-        failed = fastops_d_attention_backward_head(dq + off, dk + off, dv + off, dout + off,
-                                                   q + off, k + off, v + off, att, T, C, hd,
-                                                   att_sn, scale)
+    if T >= ATTENTION_TILES_MIN_T:
+        if real is float:
+            failed = fastops_s_attention_backward_head(dq + off, dk + off, dv + off, dout + off,
+                                                       q + off, k + off, v + off, att, T, C, hd,
+                                                       att_sn, scale)
+        else:
+            failed = fastops_d_attention_backward_head(dq + off, dk + off, dv + off, dout + off,
+                                                       q + off, k + off, v + off, att, T, C, hd,
+                                                       att_sn, scale)
     if failed:
         _attention_backward_loops(dq, dk, dv, dpre, dout, q, k, v, att, start, start + T, h, C,
                                   hd, att_sn, scale)

@@ -1,6 +1,7 @@
 # Python twins of the layer kernels, one per kernel, with chapter 4's names and shapes (a single
-# sequence, (T, C)): each C kernel can be tested against its NumPy twin, and chapter 5 times them.
-# The training step never calls these. fastops exports them without the `py_` prefix
+# sequence, (T, C); attention also takes a packed batch of sequences, as the step calls it): each
+# C kernel can be tested against its NumPy twin, and chapter 5 times them. The training step never
+# calls these. fastops exports them without the `py_` prefix
 # (`fastops.matmul_forward` is `py_matmul_forward`): in C, the name belongs to the kernel.
 
 def _need(bint ok, str message):
@@ -90,46 +91,97 @@ def py_matmul_backward(const real[:, ::1] dout, const real[:, ::1] x, const real
     return dx
 
 
+cdef int64_t[::1] _checked_cu_seqlens(object cu_seqlens, Py_ssize_t N, str what):
+    """A copy of cu_seqlens (B + 1 sequence starts, then N) as int64, checked: it starts at 0,
+    never decreases and ends at N, the number of rows of q (the kernel indexes with the copy)."""
+    cdef int64_t[::1] cu = np.array(cu_seqlens, dtype=np.int64, ndmin=1).ravel()
+    cdef Py_ssize_t b
+    _need(cu.shape[0] >= 2, f"{what}: cu_seqlens needs at least two entries (0 and N)")
+    _need(cu[0] == 0, f"{what}: cu_seqlens must start at 0, not {cu[0]}")
+    for b in range(cu.shape[0] - 1):
+        _need(cu[b + 1] >= cu[b], f"{what}: cu_seqlens decreases at entry {b + 1}")
+    _need(cu[cu.shape[0] - 1] == N,
+          f"{what}: cu_seqlens must end at {N} (the rows of q), not {cu[cu.shape[0] - 1]}")
+    return cu
+
+
+cdef Py_ssize_t _longest(const int64_t[::1] cu, bint shortest=False):
+    """The length of the longest (or shortest) sequence of cu_seqlens."""
+    cdef Py_ssize_t b, T = cu[1] - cu[0]
+    for b in range(1, cu.shape[0] - 1):
+        T = min(T, cu[b + 1] - cu[b]) if shortest else max(T, cu[b + 1] - cu[b])
+    return T
+
+
 def py_attention_forward(const real[:, ::1] q, const real[:, ::1] k, const real[:, ::1] v,
-                         int64_t n_head):
-    """Causal attention of one sequence: (out (T, C), att (n_head, T, T))."""
-    cdef Py_ssize_t T = q.shape[0], C = q.shape[1]
-    _need(k.shape[0] == v.shape[0] == T and k.shape[1] == v.shape[1] == C,
+                         int64_t n_head, cu_seqlens=None):
+    """Causal attention: (out (N, C), att).
+
+    One sequence (cu_seqlens None): q, k, v are (T, C) and att is (n_head, T, T). Several
+    sequences packed one after the other, as the training step calls the kernel: sequence b is
+    rows cu_seqlens[b]..cu_seqlens[b+1]-1 of q, k, v, and att is (N, n_head, T_max), row n's
+    weights over the keys of its own sequence from its first token on (zeros after row n's
+    token, and in columns past its sequence's length)."""
+    cdef Py_ssize_t N = q.shape[0], C = q.shape[1], T, B
+    _need(k.shape[0] == v.shape[0] == N and k.shape[1] == v.shape[1] == C,
           "attention_forward: q, k, v must have one shape")
     _need(n_head > 0 and C % n_head == 0, f"n_head {n_head} does not divide {C}")
-    _need(T > 0 and C > 0, "attention_forward: q, k, v must not be empty")
+    _need(N > 0 and C > 0, "attention_forward: q, k, v must not be empty")
     dtype = np.float32 if real is float else np.float64
-    out = np.empty((T, C), dtype=dtype)
-    att = np.empty((n_head, T, T), dtype=dtype)  # every element is written, zeros included
+    cdef int64_t[::1] cu
+    if cu_seqlens is None:
+        cu = np.array([0, N], dtype=np.int64)
+        T = N
+        att = np.empty((n_head, T, T), dtype=dtype)  # every element is written, zeros included
+    else:
+        cu = _checked_cu_seqlens(cu_seqlens, N, "attention_forward")
+        T = _longest(cu)
+        # columns past a shorter sequence's length are never written: zeros from the start
+        att = (np.zeros if _longest(cu, True) < T else np.empty)((N, n_head, T), dtype=dtype)
+    B = cu.shape[0] - 1
+    out = np.empty((N, C), dtype=dtype)
     cdef real[:, ::1] o = out
     cdef real[:, :, ::1] a = att
-    cdef int64_t cu[2]
-    cu[0], cu[1] = 0, T
-    attention_forward(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], cu, 1, T, C, n_head,
-                      T, T * T, 1)
+    # strides of att: (token, head) = (T, T * T) for one sequence, (n_head * T, T) packed
+    cdef Py_ssize_t att_sn = T if cu_seqlens is None else n_head * T
+    cdef Py_ssize_t att_sh = T * T if cu_seqlens is None else T
+    attention_forward(&o[0, 0], &a[0, 0, 0], &q[0, 0], &k[0, 0], &v[0, 0], &cu[0], B, N, C,
+                      n_head, att_sn, att_sh, 1)
     return out, att
 
 
 def py_attention_backward(const real[:, ::1] dout, const real[:, ::1] q, const real[:, ::1] k,
-                          const real[:, ::1] v, const real[:, :, ::1] att, int64_t n_head):
-    """(dq, dk, dv), each (T, C), of attention_forward."""
-    cdef Py_ssize_t T = q.shape[0], C = q.shape[1]
-    _need(dout.shape[0] == k.shape[0] == v.shape[0] == T
+                          const real[:, ::1] v, const real[:, :, ::1] att, int64_t n_head,
+                          cu_seqlens=None):
+    """(dq, dk, dv), each (N, C), of attention_forward (cu_seqlens and att as there)."""
+    cdef Py_ssize_t N = q.shape[0], C = q.shape[1], T, B
+    _need(dout.shape[0] == k.shape[0] == v.shape[0] == N
           and dout.shape[1] == k.shape[1] == v.shape[1] == C,
           "attention_backward: dout, q, k, v must have one shape")
     _need(n_head > 0 and C % n_head == 0, f"n_head {n_head} does not divide {C}")
-    _need(att.shape[0] == n_head and att.shape[1] == T and att.shape[2] == T,
-          "att must be (n_head, T, T)")
-    _need(T > 0 and C > 0, "attention_backward: q, k, v must not be empty")
+    _need(N > 0 and C > 0, "attention_backward: q, k, v must not be empty")
+    cdef int64_t[::1] cu
+    if cu_seqlens is None:
+        cu = np.array([0, N], dtype=np.int64)
+        T = N
+        _need(att.shape[0] == n_head and att.shape[1] == T and att.shape[2] == T,
+              "att must be (n_head, T, T)")
+    else:
+        cu = _checked_cu_seqlens(cu_seqlens, N, "attention_backward")
+        T = _longest(cu)
+        _need(att.shape[0] == N and att.shape[1] == n_head and att.shape[2] == T,
+              f"att must be (N, n_head, longest sequence) = ({N}, {n_head}, {T})")
+    B = cu.shape[0] - 1
     dtype = np.float32 if real is float else np.float64
-    dq, dk, dv = (np.zeros((T, C), dtype=dtype) for _ in range(3))
-    dpre = np.empty(T * T, dtype=dtype)
+    dq, dk, dv = (np.zeros((N, C), dtype=dtype) for _ in range(3))
+    dpre = np.empty(max(T * T, 1), dtype=dtype)
     cdef real[:, ::1] a_dq = dq, a_dk = dk, a_dv = dv
     cdef real[::1] a_dpre = dpre
-    cdef int64_t cu[2]
-    cu[0], cu[1] = 0, T
+    cdef Py_ssize_t att_sn = T if cu_seqlens is None else n_head * T
+    cdef Py_ssize_t att_sh = T * T if cu_seqlens is None else T
     attention_backward(&a_dq[0, 0], &a_dk[0, 0], &a_dv[0, 0], &a_dpre[0], &dout[0, 0], &q[0, 0],
-                       &k[0, 0], &v[0, 0], &att[0, 0, 0], cu, 1, C, n_head, T, T, T * T, 1)
+                       &k[0, 0], &v[0, 0], &att[0, 0, 0], &cu[0], B, C, n_head, T, att_sn,
+                       att_sh, 1)
     return dq, dk, dv
 
 

@@ -114,14 +114,13 @@ def _kernel_calls(config: GPTConfig, seq_lens: Sequence[int],
                       lambda xin=xin, w=w, dout=dout, dw=dw:
                       fastops.matmul_backward(dout, xin, w, dw)))
     q, k, v = rand(N, C), rand(N, C), rand(N, C)
-    atts = [fastops.attention_forward(q[a:b], k[a:b], v[a:b], H)[1] for a, b in spans]
+    cu = bounds.astype(np.int64)  # attention: once over the packed batch, as the step calls it
+    _, att = fastops.attention_forward(q, k, v, H, cu)
     square = attention_runs_square(max(seq_lens), C // H)
     calls.append((fc.attention_forward(seq_lens, C, H, s, square),
-                  lambda: [fastops.attention_forward(q[a:b], k[a:b], v[a:b], H)
-                           for a, b in spans]))
+                  lambda: fastops.attention_forward(q, k, v, H, cu)))
     calls.append((fc.attention_backward(seq_lens, C, H, s, square),
-                  lambda: [fastops.attention_backward(q[a:b], q[a:b], k[a:b], v[a:b], att, H)
-                           for (a, b), att in zip(spans, atts)]))
+                  lambda: fastops.attention_backward(q, q, k, v, att, H, cu)))
     hidden = rand(4 * N * C)
     calls.append((fc.relu_forward(4 * N * C, s, "mlp"), lambda: fastops.relu_forward(hidden)))
     calls.append((fc.relu_backward(4 * N * C, s, "mlp"),
@@ -146,8 +145,11 @@ def time_kernels(config: GPTConfig, seq_lens: Sequence[int], dtype=np.float64,
                  min_seconds: float = 0.02, repeats: int = 5) -> list[KernelTiming]:
     """Best time per call of every fastops kernel on the shapes of one step (one thread).
 
-    Kernels with several sequences (encoder, attention) are called once per sequence, and their
-    cost covers all of them. Per step, kernel i runs step_costs' `calls` times.
+    The encoder is called once per sequence, its cost covering all of them. Attention is called
+    once over the packed batch (its `cu_seqlens`), as the training step calls it: one Python
+    call per sequence, each allocating its own outputs, would time a per-sequence overhead the
+    step never pays (at the capstone's 12 sequences of 64 tokens, about a tenth of the kernel's
+    time). Per step, kernel i runs step_costs' `calls` times.
     """
     if not seq_lens or min(seq_lens) < 1 or max(seq_lens) > config.block_size:
         raise ValueError(f"sequence lengths must be 1..block_size={config.block_size}")
