@@ -302,10 +302,11 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     cdef AdamWStep opt
     opt.t, opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay = (t, lr, beta1, beta2, eps,
                                                                       weight_decay)
-    # Without clipping, on one thread, the backward updates each weight as soon as its gradient
-    # is complete. Clipping needs the whole gradient's norm first; with threads, one update per
-    # weight would be one parallel region per weight.
-    cdef bint fused = clip_norm == 0 and num_threads == 1
+    # Without clipping, the backward updates each weight as soon as its gradient is complete: on
+    # one thread, or with threads that own slabs of rows (each updates the rows it computed).
+    # Clipping needs the whole gradient's norm first; with threads sharing every kernel, one
+    # update per weight would be one parallel region per weight.
+    cdef bint fused = clip_norm == 0 and (num_threads == 1 or _row_slabs(N, g.C, num_threads))
     with nogil:
         blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,

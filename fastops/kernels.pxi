@@ -1095,6 +1095,21 @@ cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n,
                      eps, decay)
 
 
+cdef void adamw_columns(real* params, const real* grads, real* m, real* v, Py_ssize_t rows,
+                        Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1, int64_t t, double lr,
+                        double beta1, double beta2, double eps,
+                        double weight_decay) noexcept nogil:
+    """adamw (one thread, no gradient scale) on columns c0..c1-1 of a (rows, cols) block of the
+    buffers: the channels of an embedding table whose gradient one thread summed."""
+    cdef Py_ssize_t r
+    cdef real step = lr / (1.0 - beta1 ** t)
+    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)
+    cdef real decay = 1.0 - lr * weight_decay
+    for r in range(rows):
+        _adamw_range(params, grads, m, v, r * cols + c0, r * cols + c1, beta1, beta2, 1.0, step,
+                     inv_sqrt_c2, eps, decay)
+
+
 cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:
     """Euclidean norm of g: vectorised sums over chunks of 4096, the chunks added in double."""
     cdef Py_ssize_t c, nchunk = (n + 4095) // 4096

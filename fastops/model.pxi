@@ -54,6 +54,7 @@ cdef struct ActivationTensors:
     Tensor res_out  # (N, C) the last block's output
     # the backward's scratch, shared by all layers
     Tensor dres     # (N, C) gradient of the residual stream
+    Tensor dres2    # (N, C) the same, every other layer, when threads own slabs of rows
     Tensor dln      # (N, C) gradient of a norm's output
     Tensor dq       # (N, C)
     Tensor dk       # (N, C)
@@ -138,6 +139,7 @@ cdef int activation_tensors(ActivationTensors* a, int64_t N, int64_t B, int64_t 
     end += rest
     _place(&a.res_out, &end, N, C)
     _place(&a.dres, &end, N, C)
+    _place(&a.dres2, &end, N, C)
     _place(&a.dln, &end, N, C)
     _place(&a.dq, &end, N, C)  # dq, dk, dv one after another: the backward zeroes them at once
     _place(&a.dk, &end, N, C)
@@ -304,33 +306,51 @@ cdef inline void _update_tensor(real* params, const real* grads, real* m, real* 
               opt.beta1, opt.beta2, opt.eps, opt.weight_decay, 1.0, nthreads)
 
 
+cdef inline void _update_slab(real* params, const real* grads, real* m, real* v,
+                              const AdamWStep* opt, int64_t offset, Py_ssize_t OC, Py_ssize_t C,
+                              Py_ssize_t c, int slabs) noexcept nogil:
+    """AdamW (if given opt) on slab c's rows of the (OC, C) weight at offset: the rows of its
+    gradient that matmul_backward_weight_slab gave the same thread, still in its cache."""
+    cdef Py_ssize_t part = (OC + slabs - 1) // slabs
+    cdef Py_ssize_t o0 = min(OC, c * part), o1 = min(OC, c * part + part)
+    if o1 > o0:
+        _update_tensor(params, grads, m, v, opt, offset + o0 * C, (o1 - o0) * C, 1)
+
+
 cdef enum BackwardStage:  # the backward's stretches between two meetings of the threads
     LOSS_OUT   # softmax and cross-entropy, lm_head's input gradient
     MLP_OUT    # lm_head's (last layer) and mlp_fc2's weight gradients, through fc2 and relu
     MLP_IN     # mlp_fc1's weight gradient, through fc1 and the norm, attn_wo's input gradient
     ATTN_OUT   # attn_wo's weight gradient; dq, dk, dv zeroed for attention's backward
     ATTN_IN    # q, k, v's weight gradients, through them and the norm (layer 0: and the first)
+    TABLES     # the embedding tables' gradients (the encoder's backward)
+# With slabs of rows, ATTN_OUT has no region of its own: dq, dk, dv are zeroed in MLP_IN and
+# attn_wo's weight gradient waits for ATTN_IN (which writes the residual stream's gradient into
+# the other of two buffers, while the other threads still read this one).
 
 
-cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* targets,
-                         const GPT* g, BackwardStage stage, int64_t l, Py_ssize_t c, int slabs,
-                         int nthreads, bint acc, const AdamWStep* opt, real* m,
-                         real* v) noexcept nogil:
+cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* tokens,
+                         const int64_t* targets, const int64_t* pos, const GPT* g,
+                         BackwardStage stage, int64_t l, Py_ssize_t c, int slabs, int nthreads,
+                         bint acc, const AdamWStep* opt, real* m, real* v) noexcept nogil:
     """One stage of layer l's backward (see BackwardStage) for slab c of `slabs` (nthreads 1):
     the rows of the input gradients and element-wise layers that the slab's thread computed in
     the forward, and a slab of rows of each weight gradient, which needs every token's rows of
-    the stage before. With slabs 1 the whole stage instead, each product and layer shared among
-    nthreads, and (with opt) each weight updated once its gradients are complete."""
+    the stage before; with opt, AdamW on the slabs of gradient rows this thread completed, once
+    no thread reads their weight any more (in the same stage, or in the next). With slabs 1 the
+    whole stage instead, each product and layer shared among nthreads, and (with opt) each weight
+    updated once its gradients are complete."""
     cdef const ParameterTensors* P = &g.params
     cdef const ActivationTensors* A = &g.acts
     cdef Py_ssize_t N = g.N, C = g.C, V = g.V, part = (N + slabs - 1) // slabs
     cdef Py_ssize_t r0 = min(N, c * part), r1 = min(N, c * part + part), n = r1 - r0
-    cdef Py_ssize_t tables = P.lm_head.offset - P.wte.offset, wl = l * P.layer_size
+    cdef Py_ssize_t tables = P.lm_head.offset - P.wte.offset, wl = l * P.layer_size, c0, c1
     cdef bint whole = slabs == 1
     cdef real* w = params + wl   # layer l's weights at layer 0's offsets
     cdef real* dw = grads + wl   # and their gradients
     cdef real* a = acts + l * A.layer_size
-    cdef real* dres = acts + A.dres.offset
+    cdef real* dres = acts + A.dres.offset  # the gradient of layer l's output, then of res_mid
+    cdef real* dres_in = dres               # where ATTN_IN leaves that of layer l's input
     cdef real* dln = acts + A.dln.offset
     cdef real* dq = acts + A.dq.offset
     cdef real* dk = acts + A.dk.offset
@@ -338,6 +358,11 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
     cdef real* datty = acts + A.datty.offset
     cdef real* dfch = acts + A.dfch.offset
     cdef real* dlogits = acts + A.logits.offset  # the logits are not needed again: reuse them
+    if not whole:  # two buffers, in turn: the last layer starts in dres
+        if (g.L - 1 - l) % 2:
+            dres, dres_in = acts + A.dres2.offset, acts + A.dres.offset
+        else:
+            dres_in = acts + A.dres2.offset
     if stage == LOSS_OUT:
         softmax_crossentropy_backward_threads(dlogits + r0 * V, acts + A.probs.offset + r0 * V,
                                               targets + r0, <real>(1.0 / N), n, V, nthreads)
@@ -359,9 +384,17 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
             _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, 4 * C * C,
                            nthreads)
         else:
-            if l == g.L - 1:
+            if l == g.L - 1:  # lm_head was last read in LOSS_OUT
                 matmul_backward_weight_slab(grads + P.lm_head.offset, dlogits,
                                             acts + A.res_out.offset, N, C, V, acc, c, slabs)
+                _update_slab(params, grads, m, v, opt, P.lm_head.offset, V, C, c, slabs)
+            else:  # layer l + 1's q, k, v: read, and their gradients completed, in its ATTN_IN
+                _update_slab(params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wq.offset,
+                             C, C, c, slabs)
+                _update_slab(params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wk.offset,
+                             C, C, c, slabs)
+                _update_slab(params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wv.offset,
+                             C, C, c, slabs)
             matmul_backward_weight_slab(dw + P.layer.mlp_fc2.offset, dres,
                                         a + A.layer.fch.offset, N, 4 * C, C, acc, c, slabs)
             matmul_backward_input_rows(dfch, dres, w + P.layer.mlp_fc2.offset, r0, r1, N, 4 * C,
@@ -375,6 +408,8 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
             _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C * C,
                            nthreads)
         else:
+            _update_slab(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, C, 4 * C, c,
+                         slabs)
             matmul_backward_weight_slab(dw + P.layer.mlp_fc1.offset, dfch,
                                         a + A.layer.ln2.offset, N, C, 4 * C, acc, c, slabs)
             matmul_backward_input_rows(dln, dfch, w + P.layer.mlp_fc1.offset, r0, r1, N, C,
@@ -389,16 +424,12 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
         else:
             matmul_backward_input_rows(datty, dres, w + P.layer.attn_wo.offset, r0, r1, N, C, C,
                                        False)
-    elif stage == ATTN_OUT:
-        if whole:
-            zero_threads(dq, 3 * N * C, nthreads)  # dq, dk, dv lie one after another
-        else:
-            matmul_backward_weight_slab(dw + P.layer.attn_wo.offset, dres,
-                                        a + A.layer.atty.offset, N, C, C, acc, c, slabs)
-            memset(dq + r0 * C, 0, n * C * sizeof(real))
+            memset(dq + r0 * C, 0, n * C * sizeof(real))  # for attention's backward, next
             memset(dk + r0 * C, 0, n * C * sizeof(real))
             memset(dv + r0 * C, 0, n * C * sizeof(real))
-    else:  # ATTN_IN
+    elif stage == ATTN_OUT:  # one thread's stage only (see BackwardStage)
+        zero_threads(dq, 3 * N * C, nthreads)  # dq, dk, dv lie one after another
+    elif stage == ATTN_IN:
         if whole:
             matmul_backward(dln, dw + P.layer.attn_wq.offset, dq, a + A.layer.ln1.offset,
                             w + P.layer.attn_wq.offset, N, C, C, False, nthreads, acc)
@@ -410,6 +441,11 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
             _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wq.offset, 3 * C * C,
                            nthreads)
         else:
+            _update_slab(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C, C, c,
+                         slabs)
+            matmul_backward_weight_slab(dw + P.layer.attn_wo.offset, dres,
+                                        a + A.layer.atty.offset, N, C, C, acc, c, slabs)
+            _update_slab(params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C, C, c, slabs)
             matmul_backward_weight_slab(dw + P.layer.attn_wq.offset, dq, a + A.layer.ln1.offset,
                                         N, C, C, acc, c, slabs)
             matmul_backward_weight_slab(dw + P.layer.attn_wk.offset, dk, a + A.layer.ln1.offset,
@@ -422,25 +458,48 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
                                        True)
             matmul_backward_input_rows(dln, dv, w + P.layer.attn_wv.offset, r0, r1, N, C, C,
                                        True)
-        rmsnorm_backward_threads(dres + r0 * C, dln + r0 * C, a + A.layer.resid.offset + r0 * C,
-                                 a + A.layer.rstd1.offset + r0, n, C, nthreads)
-        if l == 0:  # dres is now the gradient of rmsnorm(embedding): back through that norm
+            memcpy(dres_in + r0 * C, dres + r0 * C, n * C * sizeof(real))
+        rmsnorm_backward_threads(dres_in + r0 * C, dln + r0 * C,
+                                 a + A.layer.resid.offset + r0 * C, a + A.layer.rstd1.offset + r0,
+                                 n, C, nthreads)
+        if l == 0:  # dres_in is now the gradient of rmsnorm(embedding): back through that norm
             zero_threads(dln + r0 * C, n * C, nthreads)
-            rmsnorm_backward_threads(dln + r0 * C, dres + r0 * C, acts + A.emb.offset + r0 * C,
+            rmsnorm_backward_threads(dln + r0 * C, dres_in + r0 * C, acts + A.emb.offset + r0 * C,
                                      acts + A.rstd0.offset + r0, n, C, nthreads)
+    else:  # TABLES: dln holds the embedding's gradient; tokens cannot be split, channels can
+        if whole:
+            encoder_backward_threads(grads + P.wte.offset, grads + P.wpe.offset, dln, tokens,
+                                     pos, N, C, nthreads)
+            _update_tensor(params, grads, m, v, opt, P.wte.offset, tables, nthreads)
+        else:  # layer 0's q, k, v (see MLP_OUT), then a slab of channels of both tables
+            _update_slab(params, grads, m, v, opt, P.layer.attn_wq.offset, C, C, c, slabs)
+            _update_slab(params, grads, m, v, opt, P.layer.attn_wk.offset, C, C, c, slabs)
+            _update_slab(params, grads, m, v, opt, P.layer.attn_wv.offset, C, C, c, slabs)
+            part = (C + slabs - 1) // slabs
+            c0, c1 = min(C, c * part), min(C, c * part + part)
+            if c1 > c0:
+                _encoder_backward_channels(grads + P.wte.offset, grads + P.wpe.offset, dln,
+                                           tokens, pos, N, C, c0, c1)
+                if opt != NULL:
+                    adamw_columns(params + P.wte.offset, grads + P.wte.offset, m + P.wte.offset,
+                                  v + P.wte.offset, tables // C, C, c0, c1, opt.t, opt.lr,
+                                  opt.beta1, opt.beta2, opt.eps, opt.weight_decay)
 
 
-cdef void _backward_stage(real* params, real* grads, real* acts, const int64_t* targets,
-                          const GPT* g, BackwardStage stage, int64_t l, int slabs, int nthreads,
-                          bint acc, const AdamWStep* opt, real* m, real* v) noexcept nogil:
+cdef void _backward_stage(real* params, real* grads, real* acts, const int64_t* tokens,
+                          const int64_t* targets, const int64_t* pos, const GPT* g,
+                          BackwardStage stage, int64_t l, int slabs, int nthreads, bint acc,
+                          const AdamWStep* opt, real* m, real* v) noexcept nogil:
     """One stage of the backward: a parallel region of `slabs` threads, one slab each, or (slabs
     1) the whole stage with each kernel shared among nthreads."""
     cdef Py_ssize_t c
     if slabs > 1:
         for c in prange(slabs, num_threads=slabs, schedule="static"):
-            _backward_rows(params, grads, acts, targets, g, stage, l, c, slabs, 1, acc, opt, m, v)
+            _backward_rows(params, grads, acts, tokens, targets, pos, g, stage, l, c, slabs, 1,
+                           acc, opt, m, v)
     else:
-        _backward_rows(params, grads, acts, targets, g, stage, l, 0, 1, nthreads, acc, opt, m, v)
+        _backward_rows(params, grads, acts, tokens, targets, pos, g, stage, l, 0, 1, nthreads,
+                       acc, opt, m, v)
 
 
 cdef void gpt_backward(real* params,               # (P,)
@@ -458,41 +517,42 @@ cdef void gpt_backward(real* params,               # (P,)
     """Backward of the mean loss over the N tokens; adds its gradient into grads (+=), or
     writes it there (overwrite: no need to zero grads first).
 
-    With `opt` (one thread), each weight gets its AdamW update as soon as its gradient is
-    complete, while the weight and its gradient are still in cache (a separate pass over all
-    the parameters would fetch them again from far memory); the numbers are those of one update
-    after the backward.
+    With `opt`, each weight gets its AdamW update as soon as its gradient is complete and no
+    thread reads the weight again, while the weight and its gradient are still in cache (a
+    separate pass over all the parameters would fetch them again from far memory, and cost a
+    parallel region); the numbers are those of one update after the backward. Give opt on one
+    thread, or with slabs of rows (`_row_slabs`): there, each thread updates the rows of each
+    gradient it computed. (Threads sharing every kernel would need one region per weight.)
 
     With threads and enough tokens, the slabs of rows of the forward (gpt_forward) carry on:
     each stage (BackwardStage) is one parallel region in which a thread runs its rows of the
     input gradients and element-wise layers, and a slab of rows of each weight gradient that
-    can be complete by then; five regions per layer, attention's included, instead of one per
-    kernel.
+    can be complete by then; four regions per layer, attention's included, plus the loss's and
+    the tables', instead of one per kernel.
     """
     cdef const ActivationTensors* A = &g.acts
     cdef int64_t l, N = g.N, C = g.C, al
-    cdef int slabs = nthreads if opt == NULL and _row_slabs(N, C, nthreads) else 1
+    cdef int slabs = nthreads if _row_slabs(N, C, nthreads) else 1
     cdef bint acc = not overwrite
-    _backward_stage(params, grads, acts, targets, g, LOSS_OUT, g.L - 1, slabs, nthreads, acc,
-                    opt, m, v)
+    _backward_stage(params, grads, acts, tokens, targets, pos, g, LOSS_OUT, g.L - 1, slabs,
+                    nthreads, acc, opt, m, v)
     l = g.L - 1
     while l >= 0:
         al = l * A.layer_size
-        _backward_stage(params, grads, acts, targets, g, MLP_OUT, l, slabs, nthreads, acc, opt,
-                        m, v)
-        _backward_stage(params, grads, acts, targets, g, MLP_IN, l, slabs, nthreads, acc, opt,
-                        m, v)
-        _backward_stage(params, grads, acts, targets, g, ATTN_OUT, l, slabs, nthreads, acc, opt,
-                        m, v)
+        _backward_stage(params, grads, acts, tokens, targets, pos, g, MLP_OUT, l, slabs,
+                        nthreads, acc, opt, m, v)
+        _backward_stage(params, grads, acts, tokens, targets, pos, g, MLP_IN, l, slabs,
+                        nthreads, acc, opt, m, v)
+        if slabs == 1:
+            _backward_stage(params, grads, acts, tokens, targets, pos, g, ATTN_OUT, l, slabs,
+                            nthreads, acc, opt, m, v)
         attention_backward(acts + A.dq.offset, acts + A.dk.offset, acts + A.dv.offset,
                            acts + A.dpre.offset, acts + A.datty.offset,
                            acts + al + A.layer.q.offset, acts + al + A.layer.k.offset,
                            acts + al + A.layer.v.offset, acts + al + A.layer.att.offset,
                            cu_seqlens, g.B, C, g.NH, g.block, g.NH * g.block, g.block, nthreads)
-        _backward_stage(params, grads, acts, targets, g, ATTN_IN, l, slabs, nthreads, acc, opt,
-                        m, v)
+        _backward_stage(params, grads, acts, tokens, targets, pos, g, ATTN_IN, l, slabs,
+                        nthreads, acc, opt, m, v)
         l -= 1
-    encoder_backward_threads(grads + g.params.wte.offset, grads + g.params.wpe.offset,
-                             acts + A.dln.offset, tokens, pos, N, C, nthreads)
-    _update_tensor(params, grads, m, v, opt, g.params.wte.offset,
-                   g.params.lm_head.offset - g.params.wte.offset, nthreads)
+    _backward_stage(params, grads, acts, tokens, targets, pos, g, TABLES, 0, slabs, nthreads,
+                    acc, opt, m, v)
