@@ -459,17 +459,15 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
     _matmul_backward_input(dinp, dout, weight, N, C, OC, accumulate, nthreads)
 
 
-cdef void matmul_backward_weight_slab(real* dweight,     # (OC, C), rows of slab c (+)=
+cdef void matmul_backward_weight_slab(real* dweight,     # (OC, C), rows o0..o1-1 (+)=
                                       const real* dout,  # (N, OC)
                                       const real* inp,   # (N, C)
                                       Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC,
-                                      bint accumulate, Py_ssize_t c,
-                                      int slabs) noexcept nogil:
-    """Slab c of `slabs` slabs of ceil(OC / slabs) rows of dweight (+)= dout^T @ inp, for a
-    thread inside a parallel region of the model; BLAS or our loops as matmul_backward chooses,
-    so the numbers do not depend on the slabs."""
-    cdef Py_ssize_t part = (OC + slabs - 1) // slabs
-    cdef Py_ssize_t o0 = min(OC, c * part), o1 = min(OC, c * part + part)
+                                      bint accumulate, Py_ssize_t o0,
+                                      Py_ssize_t o1) noexcept nogil:
+    """Rows o0..o1 of dweight (+)= dout^T @ inp, for a thread inside a parallel region of the
+    model; BLAS or our loops as matmul_backward chooses, so the numbers do not depend on how
+    the rows are shared."""
     if o1 <= o0:
         return
     if _use_blas(dweight, N, C, OC):

@@ -68,6 +68,9 @@ cdef struct GPT:
     int64_t N, B, C, NH, L, V, block  # tokens, sequences, n_embd, n_head, n_layer, vocab, block
     ParameterTensors params
     ActivationTensors acts
+    int shared_by      # the thread count `share` is for (0: equal slabs, ceil(n / threads) each)
+    double share[257]  # thread c's slab of any n rows: from n * share[c] to n * share[c + 1]
+    double* busy       # (threads,) seconds each thread worked in the slab regions, or NULL
 
 
 cdef int64_t _mul(int64_t a, int64_t b) except -1:
@@ -161,6 +164,7 @@ cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t
     if N < 0 or B < 0:
         raise ValueError(f"bad batch sizes: {N} tokens in {B} sequences")
     g.N, g.B, g.C, g.NH, g.L, g.V, g.block = N, B, C, NH, L, V, block
+    g.shared_by, g.busy = 0, NULL
     try:
         parameter_tensors(&g.params, C, L, V, block)
         activation_tensors(&g.acts, N, B, C, NH, L, V, block)
@@ -169,6 +173,73 @@ cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t
             f"n_embd={C}, n_head={NH}, n_layer={L}, vocab_size={V}, block_size={block} with "
             f"{N} tokens in {B} sequences need buffers of more than 2**63-1 numbers") from None
     return 0
+
+
+cdef inline void _slab(const GPT* g, Py_ssize_t n, Py_ssize_t c, int slabs, Py_ssize_t* lo,
+                       Py_ssize_t* hi) noexcept nogil:
+    """Thread c's slab [lo, hi) of n rows (tokens, or rows of a weight) shared among `slabs`
+    threads: its share (g.share, learnt from the threads' speeds), or ceil(n / slabs)."""
+    cdef Py_ssize_t part
+    if g.shared_by == slabs:
+        lo[0] = <Py_ssize_t>(n * g.share[c] + 0.5)
+        hi[0] = <Py_ssize_t>(n * g.share[c + 1] + 0.5)
+    else:
+        part = (n + slabs - 1) // slabs
+        lo[0] = min(n, c * part)
+        hi[0] = min(n, c * part + part)
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+# Threads' shares of the rows. Equal slabs assume equal cores; a core that another program (or
+# another virtual machine) slows down makes its thread finish last in every region, and the other
+# waits. So train_step times each thread's work in the slab regions and gives the next step's
+# slabs in proportion to the speeds it saw (averaged with the shares before, and kept within
+# 1/4 and 7/4 of an equal share). Which rows a thread takes never changes a number: every row's
+# arithmetic is the same on any thread; only the loss, summed over the rows in order, would
+# depend on the slabs, and gpt_forward sums it the way one thread does. Process-wide: the speeds
+# are the machine's, whichever model runs.
+cdef double _learnt_share[257]
+cdef int _learnt_by = 0
+
+
+cdef void _plan_slabs(GPT* g, int nthreads) noexcept nogil:
+    """Give g the shares learnt for nthreads threads, if any."""
+    cdef int c
+    if nthreads > 1 and _learnt_by == nthreads:
+        for c in range(nthreads + 1):
+            g.share[c] = _learnt_share[c]
+        g.shared_by = nthreads
+
+
+cdef void _learn_shares(const GPT* g, const double* busy, int nthreads) noexcept nogil:
+    """Next step's shares from this step's: each thread's rows per second of work, averaged
+    with the shares it had."""
+    global _learnt_by
+    cdef int c
+    cdef double speed[256]  # MAX_THREADS
+    cdef double old, total = 0.0, lo = 0.25 / nthreads, hi = 1.75 / nthreads
+    for c in range(nthreads):
+        if not busy[c] > 0:  # a thread that measured nothing: keep what we had
+            return
+        old = g.share[c + 1] - g.share[c] if g.shared_by == nthreads else 1.0 / nthreads
+        speed[c] = old / busy[c]
+        total += speed[c]
+    for c in range(nthreads):
+        old = g.share[c + 1] - g.share[c] if g.shared_by == nthreads else 1.0 / nthreads
+        speed[c] = min(hi, max(lo, 0.5 * old + 0.5 * speed[c] / total))
+    total = 0.0
+    for c in range(nthreads):
+        total += speed[c]
+    _learnt_share[0] = 0.0
+    for c in range(nthreads):
+        _learnt_share[c + 1] = _learnt_share[c] + speed[c] / total
+    _learnt_share[nthreads] = 1.0
+    _learnt_by = nthreads
 
 
 cdef bint _row_slabs(Py_ssize_t N, Py_ssize_t C, int nthreads) noexcept nogil:
@@ -258,17 +329,19 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
     """Forward over all layers; returns the sum of the per-token losses (acts keeps the caches).
 
     Only attention mixes tokens: everything between two attentions runs row by row. With
-    enough tokens, each thread takes a slab of ceil(N / nthreads) rows for all of it, in one
-    parallel region (_forward_rows), and attention shares sequences along the same slabs: two
-    regions per layer instead of one per layer kernel, and the rows a thread writes are the
-    ones it reads next, in its own core's cache. The loss adds the slabs' sums in slab order.
+    enough tokens, each thread takes a slab of rows for all of it (`_slab`: ceil(N / nthreads),
+    or its share learnt from the threads' speeds), in one parallel region (_forward_rows), and
+    attention shares sequences along equal slabs: two regions per layer instead of one per
+    layer kernel, and the rows a thread writes are the ones it reads next, in its own core's
+    cache. The loss adds the rows' losses in row order, as one thread does.
     """
     cdef const ActivationTensors* A = &g.acts
     cdef int64_t stage, al, N = g.N, C = g.C
     cdef int slabs = nthreads if _row_slabs(N, C, nthreads) else 1
-    cdef Py_ssize_t c, r0, part = (N + slabs - 1) // slabs
+    cdef Py_ssize_t c, n, r0, r1
     cdef double sums[256]  # MAX_THREADS
-    cdef double loss = 0.0
+    cdef double loss = 0.0, t0
+    cdef const real* losses = acts + A.losses.offset
     for stage in range(g.L + 1):
         if stage > 0:
             al = (stage - 1) * A.layer_size
@@ -278,13 +351,17 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
                               g.NH * g.block, g.block, nthreads)
         if slabs > 1:
             for c in prange(slabs, num_threads=slabs, schedule="static"):
-                r0 = c * part
-                sums[c] = _forward_rows(params, acts, tokens, targets, pos, g, stage, r0,
-                                        min(N, r0 + part), 1)
+                t0 = _now()
+                _slab(g, N, c, slabs, &r0, &r1)
+                _forward_rows(params, acts, tokens, targets, pos, g, stage, r0, r1, 1)
+                if g.busy != NULL:
+                    g.busy[c] += _now() - t0
         else:
             sums[0] = _forward_rows(params, acts, tokens, targets, pos, g, stage, 0, N, nthreads)
-    for c in range(slabs):
-        loss += sums[c]
+    if slabs == 1:
+        return sums[0]
+    for n in range(N):  # as one thread adds them, whatever the slabs
+        loss += losses[n]
     return loss
 
 
@@ -306,13 +383,23 @@ cdef inline void _update_tensor(real* params, const real* grads, real* m, real* 
               opt.beta1, opt.beta2, opt.eps, opt.weight_decay, 1.0, nthreads)
 
 
-cdef inline void _update_slab(real* params, const real* grads, real* m, real* v,
+cdef inline void _weight_slab(const GPT* g, real* dweight, const real* dout, const real* inp,
+                              Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC, bint accumulate,
+                              Py_ssize_t c, int slabs) noexcept nogil:
+    """Thread c's slab of rows (`_slab`) of the (OC, C) weight gradient dweight (+)= dout^T @ inp
+    (matmul_backward_weight_slab)."""
+    cdef Py_ssize_t o0, o1
+    _slab(g, OC, c, slabs, &o0, &o1)
+    matmul_backward_weight_slab(dweight, dout, inp, N, C, OC, accumulate, o0, o1)
+
+
+cdef inline void _update_slab(const GPT* g, real* params, const real* grads, real* m, real* v,
                               const AdamWStep* opt, int64_t offset, Py_ssize_t OC, Py_ssize_t C,
                               Py_ssize_t c, int slabs) noexcept nogil:
     """AdamW (if given opt) on slab c's rows of the (OC, C) weight at offset: the rows of its
-    gradient that matmul_backward_weight_slab gave the same thread, still in its cache."""
-    cdef Py_ssize_t part = (OC + slabs - 1) // slabs
-    cdef Py_ssize_t o0 = min(OC, c * part), o1 = min(OC, c * part + part)
+    gradient that _weight_slab gave the same thread, still in its cache."""
+    cdef Py_ssize_t o0, o1
+    _slab(g, OC, c, slabs, &o0, &o1)
     if o1 > o0:
         _update_tensor(params, grads, m, v, opt, offset + o0 * C, (o1 - o0) * C, 1)
 
@@ -342,8 +429,7 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
     updated once its gradients are complete."""
     cdef const ParameterTensors* P = &g.params
     cdef const ActivationTensors* A = &g.acts
-    cdef Py_ssize_t N = g.N, C = g.C, V = g.V, part = (N + slabs - 1) // slabs
-    cdef Py_ssize_t r0 = min(N, c * part), r1 = min(N, c * part + part), n = r1 - r0
+    cdef Py_ssize_t N = g.N, C = g.C, V = g.V, part, r0, r1, n
     cdef Py_ssize_t tables = P.lm_head.offset - P.wte.offset, wl = l * P.layer_size, c0, c1
     cdef bint whole = slabs == 1
     cdef real* w = params + wl   # layer l's weights at layer 0's offsets
@@ -358,6 +444,8 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
     cdef real* datty = acts + A.datty.offset
     cdef real* dfch = acts + A.dfch.offset
     cdef real* dlogits = acts + A.logits.offset  # the logits are not needed again: reuse them
+    _slab(g, N, c, slabs, &r0, &r1)
+    n = r1 - r0
     if not whole:  # two buffers, in turn: the last layer starts in dres
         if (g.L - 1 - l) % 2:
             dres, dres_in = acts + A.dres2.offset, acts + A.dres.offset
@@ -385,17 +473,17 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
                            nthreads)
         else:
             if l == g.L - 1:  # lm_head was last read in LOSS_OUT
-                matmul_backward_weight_slab(grads + P.lm_head.offset, dlogits,
+                _weight_slab(g, grads + P.lm_head.offset, dlogits,
                                             acts + A.res_out.offset, N, C, V, acc, c, slabs)
-                _update_slab(params, grads, m, v, opt, P.lm_head.offset, V, C, c, slabs)
+                _update_slab(g, params, grads, m, v, opt, P.lm_head.offset, V, C, c, slabs)
             else:  # layer l + 1's q, k, v: read, and their gradients completed, in its ATTN_IN
-                _update_slab(params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wq.offset,
+                _update_slab(g, params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wq.offset,
                              C, C, c, slabs)
-                _update_slab(params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wk.offset,
+                _update_slab(g, params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wk.offset,
                              C, C, c, slabs)
-                _update_slab(params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wv.offset,
+                _update_slab(g, params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wv.offset,
                              C, C, c, slabs)
-            matmul_backward_weight_slab(dw + P.layer.mlp_fc2.offset, dres,
+            _weight_slab(g, dw + P.layer.mlp_fc2.offset, dres,
                                         a + A.layer.fch.offset, N, 4 * C, C, acc, c, slabs)
             matmul_backward_input_rows(dfch, dres, w + P.layer.mlp_fc2.offset, r0, r1, N, 4 * C,
                                        C, False)
@@ -408,9 +496,9 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
             _update_tensor(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C * C,
                            nthreads)
         else:
-            _update_slab(params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, C, 4 * C, c,
+            _update_slab(g, params, grads, m, v, opt, wl + P.layer.mlp_fc2.offset, C, 4 * C, c,
                          slabs)
-            matmul_backward_weight_slab(dw + P.layer.mlp_fc1.offset, dfch,
+            _weight_slab(g, dw + P.layer.mlp_fc1.offset, dfch,
                                         a + A.layer.ln2.offset, N, C, 4 * C, acc, c, slabs)
             matmul_backward_input_rows(dln, dfch, w + P.layer.mlp_fc1.offset, r0, r1, N, C,
                                        4 * C, False)
@@ -441,16 +529,16 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
             _update_tensor(params, grads, m, v, opt, wl + P.layer.attn_wq.offset, 3 * C * C,
                            nthreads)
         else:
-            _update_slab(params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C, C, c,
+            _update_slab(g, params, grads, m, v, opt, wl + P.layer.mlp_fc1.offset, 4 * C, C, c,
                          slabs)
-            matmul_backward_weight_slab(dw + P.layer.attn_wo.offset, dres,
+            _weight_slab(g, dw + P.layer.attn_wo.offset, dres,
                                         a + A.layer.atty.offset, N, C, C, acc, c, slabs)
-            _update_slab(params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C, C, c, slabs)
-            matmul_backward_weight_slab(dw + P.layer.attn_wq.offset, dq, a + A.layer.ln1.offset,
+            _update_slab(g, params, grads, m, v, opt, wl + P.layer.attn_wo.offset, C, C, c, slabs)
+            _weight_slab(g, dw + P.layer.attn_wq.offset, dq, a + A.layer.ln1.offset,
                                         N, C, C, acc, c, slabs)
-            matmul_backward_weight_slab(dw + P.layer.attn_wk.offset, dk, a + A.layer.ln1.offset,
+            _weight_slab(g, dw + P.layer.attn_wk.offset, dk, a + A.layer.ln1.offset,
                                         N, C, C, acc, c, slabs)
-            matmul_backward_weight_slab(dw + P.layer.attn_wv.offset, dv, a + A.layer.ln1.offset,
+            _weight_slab(g, dw + P.layer.attn_wv.offset, dv, a + A.layer.ln1.offset,
                                         N, C, C, acc, c, slabs)
             matmul_backward_input_rows(dln, dq, w + P.layer.attn_wq.offset, r0, r1, N, C, C,
                                        False)
@@ -472,9 +560,9 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
                                      pos, N, C, nthreads)
             _update_tensor(params, grads, m, v, opt, P.wte.offset, tables, nthreads)
         else:  # layer 0's q, k, v (see MLP_OUT), then a slab of channels of both tables
-            _update_slab(params, grads, m, v, opt, P.layer.attn_wq.offset, C, C, c, slabs)
-            _update_slab(params, grads, m, v, opt, P.layer.attn_wk.offset, C, C, c, slabs)
-            _update_slab(params, grads, m, v, opt, P.layer.attn_wv.offset, C, C, c, slabs)
+            _update_slab(g, params, grads, m, v, opt, P.layer.attn_wq.offset, C, C, c, slabs)
+            _update_slab(g, params, grads, m, v, opt, P.layer.attn_wk.offset, C, C, c, slabs)
+            _update_slab(g, params, grads, m, v, opt, P.layer.attn_wv.offset, C, C, c, slabs)
             part = (C + slabs - 1) // slabs
             c0, c1 = min(C, c * part), min(C, c * part + part)
             if c1 > c0:
@@ -493,10 +581,14 @@ cdef void _backward_stage(real* params, real* grads, real* acts, const int64_t* 
     """One stage of the backward: a parallel region of `slabs` threads, one slab each, or (slabs
     1) the whole stage with each kernel shared among nthreads."""
     cdef Py_ssize_t c
+    cdef double t0
     if slabs > 1:
         for c in prange(slabs, num_threads=slabs, schedule="static"):
+            t0 = _now()
             _backward_rows(params, grads, acts, tokens, targets, pos, g, stage, l, c, slabs, 1,
                            acc, opt, m, v)
+            if g.busy != NULL:
+                g.busy[c] += _now() - t0
     else:
         _backward_rows(params, grads, acts, tokens, targets, pos, g, stage, l, 0, 1, nthreads,
                        acc, opt, m, v)
