@@ -309,10 +309,13 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     cdef bint fused = clip_norm == 0 and (num_threads == 1 or _row_slabs(N, g.C, num_threads))
     cdef bint slabs = num_threads > 1 and _row_slabs(N, g.C, num_threads)
     cdef double busy[256]  # MAX_THREADS
+    cdef fastops_cpu_place caller
     if slabs:  # the threads' shares of rows, from their speeds in the steps before
         memset(busy, 0, sizeof(busy))
         _plan_slabs(&g, num_threads)
         g.busy = busy
+        fastops_cpu_here(&caller)  # no other thread of ours on this CPU (see model.pxi)
+        g.caller = &caller
     with nogil:
         blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,

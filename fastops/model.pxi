@@ -71,6 +71,7 @@ cdef struct GPT:
     int shared_by      # the thread count `share` is for (0: equal slabs, ceil(n / threads) each)
     double share[257]  # thread c's slab of any n rows: from n * share[c] to n * share[c + 1]
     double* busy       # (threads,) seconds each thread worked in the slab regions, or NULL
+    const fastops_cpu_place* caller  # where the calling thread runs (train_step), or NULL
 
 
 cdef int64_t _mul(int64_t a, int64_t b) except -1:
@@ -164,7 +165,7 @@ cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t
     if N < 0 or B < 0:
         raise ValueError(f"bad batch sizes: {N} tokens in {B} sequences")
     g.N, g.B, g.C, g.NH, g.L, g.V, g.block = N, B, C, NH, L, V, block
-    g.shared_by, g.busy = 0, NULL
+    g.shared_by, g.busy, g.caller = 0, NULL, NULL
     try:
         parameter_tensors(&g.params, C, L, V, block)
         activation_tensors(&g.acts, N, B, C, NH, L, V, block)
@@ -173,6 +174,44 @@ cdef int gpt_layout(GPT* g, int64_t N, int64_t B, int64_t C, int64_t NH, int64_t
             f"n_embd={C}, n_head={NH}, n_layer={L}, vocab_size={V}, block_size={block} with "
             f"{N} tokens in {B} sequences need buffers of more than 2**63-1 numbers") from None
     return 0
+
+
+# A waiting thread spins (fastops/__init__), so two of our threads on one CPU are far worse than
+# one thread: each spins through the other's time slices at every meeting (a step at e64 took
+# 6x one thread's time, seen on a virtual machine whose scheduler put the OpenMP thread on the
+# caller's CPU and left the other idle). Once per step, a thread that finds itself on the
+# caller's CPU moves to the caller's other CPUs (Linux; elsewhere nothing happens).
+cdef extern from *:
+    """
+    #ifdef __linux__
+    #include <sched.h>
+    #endif
+    #if defined(__linux__) && defined(CPU_SET)
+    typedef struct { int cpu; cpu_set_t allowed; } fastops_cpu_place;
+    /* The calling thread's CPU and the CPUs it may run on. */
+    static void fastops_cpu_here(fastops_cpu_place* p) {
+        p->cpu = sched_getcpu();
+        if (p->cpu < 0 || sched_getaffinity(0, sizeof(p->allowed), &p->allowed) != 0)
+            p->cpu = -1;
+    }
+    /* If this thread runs on p's CPU: run it on p's other CPUs, if there are any. */
+    static void fastops_cpu_leave(const fastops_cpu_place* p) {
+        cpu_set_t other;
+        if (p->cpu < 0 || sched_getcpu() != p->cpu) return;
+        other = p->allowed;
+        CPU_CLR(p->cpu, &other);
+        if (CPU_COUNT(&other) > 0) sched_setaffinity(0, sizeof(other), &other);
+    }
+    #else
+    typedef struct { int cpu; } fastops_cpu_place;
+    static void fastops_cpu_here(fastops_cpu_place* p) { p->cpu = -1; }
+    static void fastops_cpu_leave(const fastops_cpu_place* p) { (void)p; }
+    #endif
+    """
+    ctypedef struct fastops_cpu_place:
+        int cpu
+    void fastops_cpu_here(fastops_cpu_place* p) noexcept nogil
+    void fastops_cpu_leave(const fastops_cpu_place* p) noexcept nogil
 
 
 cdef inline void _slab(const GPT* g, Py_ssize_t n, Py_ssize_t c, int slabs, Py_ssize_t* lo,
@@ -351,6 +390,8 @@ cdef double gpt_forward(real* params,               # (P,) ParameterTensors layo
                               g.NH * g.block, g.block, nthreads)
         if slabs > 1:
             for c in prange(slabs, num_threads=slabs, schedule="static"):
+                if stage == 0 and c > 0 and g.caller != NULL:
+                    fastops_cpu_leave(g.caller)
                 t0 = _now()
                 _slab(g, N, c, slabs, &r0, &r1)
                 _forward_rows(params, acts, tokens, targets, pos, g, stage, r0, r1, 1)
