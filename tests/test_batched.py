@@ -218,7 +218,7 @@ def test_thread_scaling_times_both_thread_counts_on_the_same_blocks():
     make = lambda config, params, threads: NumpyBackend(config, params)
     r = time_thread_scaling(make, "e16_L1_b8", batch_size=4, blocks=3, steps_per_block=2)
     assert len(r.one_ms) == len(r.many_ms) == len(r.tokens) == len(r.block_ratios) == 3
-    assert all(t > 0 for t in r.one_ms + r.many_ms) and all(n >= 4 for n in r.tokens)
+    assert all(t > 0 for t in r.one_ms + r.many_ms) and all(n >= 4 for n in r.tokens)  # 4 names
     assert r.ratio == sorted(r.block_ratios)[1]
     assert r.tokens_per_second(1) == sum(r.tokens) / (sum(r.one_ms) / 1e3)
     for bad in ({"num_threads": 1}, {"blocks": 0}, {"steps_per_block": 0}):

@@ -90,7 +90,7 @@ class ThreadScaling:
     num_threads: int
     one_ms: list[float]    # per block: one thread's mean ms per step
     many_ms: list[float]   # the same blocks' batches on num_threads
-    tokens: list[int]      # real tokens per block
+    tokens: list[float]    # per block: mean real tokens per step
 
     @property
     def block_ratios(self) -> list[float]:
@@ -131,7 +131,7 @@ def time_thread_scaling(make_backend: Callable, config_name: str, batch_size: in
     encoded = EncodedDocs.encode(split_docs(docs)[0], tok, config.block_size)
     rng = np.random.default_rng(seed)
     times: dict[int, list[float]] = {1: [], num_threads: []}
-    tokens = []
+    tokens: list[float] = []
     for block in range(blocks):
         batches = [encoded.batch(rng.integers(0, len(encoded), batch_size))
                    for _ in range(steps_per_block + 1)]
@@ -143,7 +143,7 @@ def time_thread_scaling(make_backend: Callable, config_name: str, batch_size: in
             for batch in batches[1:]:
                 backend.train_step(batch, lr)
             times[threads].append((time.perf_counter() - start) * 1e3 / steps_per_block)
-        tokens.append(sum(batch.num_tokens for batch in batches[1:]))
+        tokens.append(sum(batch.num_tokens for batch in batches[1:]) / steps_per_block)
     return ThreadScaling(config_name, batch_size, num_threads, times[1], times[num_threads],
                          tokens)
 
