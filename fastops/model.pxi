@@ -247,12 +247,20 @@ cdef int _learnt_by = 0
 
 
 cdef void _plan_slabs(GPT* g, int nthreads) noexcept nogil:
-    """Give g the shares learnt for nthreads threads, if any."""
+    """Give g the shares learnt for nthreads threads, if any. Steps running at once in two
+    Python threads may read them while the other writes: any shares that still run from 0 up to
+    1 split the rows correctly (every row to one thread), and others are not used."""
     cdef int c
-    if nthreads > 1 and _learnt_by == nthreads:
-        for c in range(nthreads + 1):
-            g.share[c] = _learnt_share[c]
-        g.shared_by = nthreads
+    if not (nthreads > 1 and _learnt_by == nthreads):
+        return
+    for c in range(nthreads + 1):
+        g.share[c] = _learnt_share[c]
+    if g.share[0] != 0.0 or g.share[nthreads] != 1.0:
+        return
+    for c in range(nthreads):
+        if not g.share[c] <= g.share[c + 1]:
+            return
+    g.shared_by = nthreads
 
 
 cdef void _learn_shares(const GPT* g, const double* busy, int nthreads) noexcept nogil:
