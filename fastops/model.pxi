@@ -219,9 +219,9 @@ cdef inline void _slab(const GPT* g, Py_ssize_t n, Py_ssize_t c, int slabs, Py_s
     """Thread c's slab [lo, hi) of n rows (tokens, or rows of a weight) shared among `slabs`
     threads: its share (g.share, learnt from the threads' speeds), or ceil(n / slabs)."""
     cdef Py_ssize_t part
-    if g.shared_by == slabs:
-        lo[0] = <Py_ssize_t>(n * g.share[c] + 0.5)
-        hi[0] = <Py_ssize_t>(n * g.share[c + 1] + 0.5)
+    if g.shared_by == slabs:  # in whole blocks of 16 rows, BLAS' tiles: odd slabs cost it more
+        lo[0] = min(n, 16 * <Py_ssize_t>(n * g.share[c] / 16 + 0.5))
+        hi[0] = n if c + 1 == slabs else min(n, 16 * <Py_ssize_t>(n * g.share[c + 1] / 16 + 0.5))
     else:
         part = (n + slabs - 1) // slabs
         lo[0] = min(n, c * part)
