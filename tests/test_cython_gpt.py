@@ -156,8 +156,9 @@ def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_
 @pytest.mark.parametrize("clip_norm, num_threads", [(0.0, 1), (0.0, 2), (1e9, 1)])
 def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all_blas, clip_norm,
                                                                       num_threads):
-    """The one-call step (one thread, no clipping: each weight updated inside the backward)
-    equals gpt_loss on zeroed gradients followed by adamw_update, whatever grads held before."""
+    """The one-call step (no clipping: each weight updated inside the backward, on one thread
+    or by the threads that own its gradient's rows) equals gpt_loss on zeroed gradients followed
+    by adamw_update, whatever grads held before."""
     from fastops.blas import disable_blas, enable_numpy_blas
 
     docs, tok = names
@@ -191,7 +192,7 @@ def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all
                 enable_numpy_blas(threshold=saved)
 
 
-@pytest.mark.parametrize("clip_norm", [0.5, 0.0])  # 0: one thread updates inside the backward
+@pytest.mark.parametrize("clip_norm", [0.5, 0.0])  # 0: updates inside the backward
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("lengths", [[2], [2, 2, 2], [9, 3, 2, 6, 4]])  # T=1 to block; N=1..19
 def test_train_step_gives_one_threads_numbers_on_any_thread_count(names, dtype, lengths,
