@@ -310,10 +310,12 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     cdef bint slabs = num_threads > 1 and _row_slabs(N, g.C, num_threads)
     cdef double busy[256]  # MAX_THREADS
     cdef fastops_cpu_place caller
-    if slabs:  # the threads' shares of rows, from their speeds in the steps before
+    cdef bint balance = slabs and _balance
+    if balance:  # the threads' shares of rows, from their speeds in the steps before
         memset(busy, 0, sizeof(busy))
         _plan_slabs(&g, num_threads)
         g.busy = busy
+    if slabs:
         fastops_cpu_here(&caller)  # no other thread of ours on this CPU (see model.pxi)
         g.caller = &caller
     with nogil:
@@ -333,7 +335,7 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
             adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
                   weight_decay, scale, num_threads)
         _blas_threads_restore(blas_threads)
-        if slabs:
+        if balance:
             _learn_shares(&g, busy, num_threads)
     free(batch)
     return loss / N

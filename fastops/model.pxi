@@ -244,6 +244,21 @@ cdef inline double _now() noexcept nogil:
 # are the machine's, whichever model runs.
 cdef double _learnt_share[257]
 cdef int _learnt_by = 0
+cdef bint _balance = True  # set_thread_balance
+
+
+def set_thread_balance(bint on) -> None:
+    """Share a step's rows among threads by their measured speeds (True, the default), or in
+    equal slabs (False). Balanced runs on several threads can differ in the last bits from run
+    to run (BLAS rounds a row differently with the rows per call); equal slabs repeat exactly."""
+    global _balance, _learnt_by
+    _balance = on
+    _learnt_by = 0  # start again from equal slabs
+
+
+def get_thread_balance() -> bool:
+    """Whether threads share a step's rows by their measured speeds (set_thread_balance)."""
+    return _balance
 
 
 cdef void _plan_slabs(GPT* g, int nthreads) noexcept nogil:
