@@ -494,7 +494,7 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
     cdef const ParameterTensors* P = &g.params
     cdef const ActivationTensors* A = &g.acts
     cdef Py_ssize_t N = g.N, C = g.C, V = g.V, part, r0, r1, n
-    cdef Py_ssize_t tables = P.lm_head.offset - P.wte.offset, wl = l * P.layer_size, c0, c1
+    cdef Py_ssize_t tables = P.lm_head.offset - P.wte.offset, wl = l * P.layer_size, wn, c0, c1
     cdef bint whole = slabs == 1
     cdef real* w = params + wl   # layer l's weights at layer 0's offsets
     cdef real* dw = grads + wl   # and their gradients
@@ -541,12 +541,13 @@ cdef void _backward_rows(real* params, real* grads, real* acts, const int64_t* t
                                             acts + A.res_out.offset, N, C, V, acc, c, slabs)
                 _update_slab(g, params, grads, m, v, opt, P.lm_head.offset, V, C, c, slabs)
             else:  # layer l + 1's q, k, v: read, and their gradients completed, in its ATTN_IN
-                _update_slab(g, params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wq.offset,
-                             C, C, c, slabs)
-                _update_slab(g, params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wk.offset,
-                             C, C, c, slabs)
-                _update_slab(g, params, grads, m, v, opt, wl + P.layer_size + P.layer.attn_wv.offset,
-                             C, C, c, slabs)
+                wn = wl + P.layer_size
+                _update_slab(g, params, grads, m, v, opt, wn + P.layer.attn_wq.offset, C, C, c,
+                             slabs)
+                _update_slab(g, params, grads, m, v, opt, wn + P.layer.attn_wk.offset, C, C, c,
+                             slabs)
+                _update_slab(g, params, grads, m, v, opt, wn + P.layer.attn_wv.offset, C, C, c,
+                             slabs)
             _weight_slab(g, dw + P.layer.mlp_fc2.offset, dres,
                                         a + A.layer.fch.offset, N, 4 * C, C, acc, c, slabs)
             matmul_backward_input_rows(dfch, dres, w + P.layer.mlp_fc2.offset, r0, r1, N, 4 * C,
