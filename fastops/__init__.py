@@ -32,9 +32,11 @@ KERNELS = (
     "MAX_THREADS", "activation_offsets", "adamw_update", "blas_library", "cpu_has_x86_64_v3",
     "decode_step", "decode_workspace_size", "kv_cache_size",
     "get_attention_blas_threshold", "get_blas_min_tokens", "get_blas_threshold",
-    "get_parallel_threshold", "gpt_loss", "openmp_enabled", "pack_padded_batch", "param_layout",
+    "get_parallel_threshold", "get_thread_balance", "gpt_loss", "openmp_enabled",
+    "pack_padded_batch", "param_layout",
     "register_numpy_blas", "set_attention_blas_threshold", "set_blas_min_tokens",
-    "set_blas_threshold", "set_parallel_threshold", "train_step", "unregister_blas",
+    "set_blas_threshold", "set_parallel_threshold", "set_thread_balance", "train_step",
+    "unregister_blas",
     "workspace_size",
 )
 # One Python function per layer kernel (chapter 4's names and shapes), `py_<name>` in the module

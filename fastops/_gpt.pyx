@@ -20,6 +20,7 @@ from libc.math cimport exp, expf, isfinite, log, sqrt, sqrtf
 from libc.stdint cimport INT64_MAX, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
 

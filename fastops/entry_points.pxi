@@ -302,10 +302,22 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
     cdef AdamWStep opt
     opt.t, opt.lr, opt.beta1, opt.beta2, opt.eps, opt.weight_decay = (t, lr, beta1, beta2, eps,
                                                                       weight_decay)
-    # Without clipping, on one thread, the backward updates each weight as soon as its gradient
-    # is complete. Clipping needs the whole gradient's norm first; with threads, one update per
-    # weight would be one parallel region per weight.
-    cdef bint fused = clip_norm == 0 and num_threads == 1
+    # Without clipping, the backward updates each weight as soon as its gradient is complete: on
+    # one thread, or with threads that own slabs of rows (each updates the rows it computed).
+    # Clipping needs the whole gradient's norm first; with threads sharing every kernel, one
+    # update per weight would be one parallel region per weight.
+    cdef bint fused = clip_norm == 0 and (num_threads == 1 or _row_slabs(N, g.C, num_threads))
+    cdef bint slabs = num_threads > 1 and _row_slabs(N, g.C, num_threads)
+    cdef double busy[256]  # MAX_THREADS
+    cdef fastops_cpu_place caller
+    cdef bint balance = slabs and _balance
+    if balance:  # the threads' shares of rows, from their speeds in the steps before
+        memset(busy, 0, sizeof(busy))
+        _plan_slabs(&g, num_threads)
+        g.busy = busy
+    if slabs:
+        fastops_cpu_here(&caller)  # no other thread of ours on this CPU (see model.pxi)
+        g.caller = &caller
     with nogil:
         blas_threads = _blas_threads_off(num_threads)
         loss = gpt_forward(&params[0], &acts[0], batch, batch + N, batch + 2 * N, batch + 3 * N,
@@ -323,5 +335,7 @@ def train_step(real[::1] params, real[::1] grads, real[::1] m, real[::1] v, real
             adamw(&params[0], &grads[0], &m[0], &v[0], P, t, lr, beta1, beta2, eps,
                   weight_decay, scale, num_threads)
         _blas_threads_restore(blas_threads)
+        if balance:
+            _learn_shares(&g, busy, num_threads)
     free(batch)
     return loss / N

@@ -459,17 +459,15 @@ cdef void matmul_backward(real* dinp,          # (N, C), overwritten, or added t
     _matmul_backward_input(dinp, dout, weight, N, C, OC, accumulate, nthreads)
 
 
-cdef void matmul_backward_weight_slab(real* dweight,     # (OC, C), rows of slab c (+)=
+cdef void matmul_backward_weight_slab(real* dweight,     # (OC, C), rows o0..o1-1 (+)=
                                       const real* dout,  # (N, OC)
                                       const real* inp,   # (N, C)
                                       Py_ssize_t N, Py_ssize_t C, Py_ssize_t OC,
-                                      bint accumulate, Py_ssize_t c,
-                                      int slabs) noexcept nogil:
-    """Slab c of `slabs` slabs of ceil(OC / slabs) rows of dweight (+)= dout^T @ inp, for a
-    thread inside a parallel region of the model; BLAS or our loops as matmul_backward chooses,
-    so the numbers do not depend on the slabs."""
-    cdef Py_ssize_t part = (OC + slabs - 1) // slabs
-    cdef Py_ssize_t o0 = min(OC, c * part), o1 = min(OC, c * part + part)
+                                      bint accumulate, Py_ssize_t o0,
+                                      Py_ssize_t o1) noexcept nogil:
+    """Rows o0..o1 of dweight (+)= dout^T @ inp, for a thread inside a parallel region of the
+    model; BLAS or our loops as matmul_backward chooses, so the numbers do not depend on how
+    the rows are shared."""
     if o1 <= o0:
         return
     if _use_blas(dweight, N, C, OC):
@@ -1110,6 +1108,21 @@ cdef void adamw(real* params, const real* grads, real* m, real* v, Py_ssize_t n,
     else:
         _adamw_range(params, grads, m, v, 0, n, beta1, beta2, grad_scale, step, inv_sqrt_c2,
                      eps, decay)
+
+
+cdef void adamw_columns(real* params, const real* grads, real* m, real* v, Py_ssize_t rows,
+                        Py_ssize_t cols, Py_ssize_t c0, Py_ssize_t c1, int64_t t, double lr,
+                        double beta1, double beta2, double eps,
+                        double weight_decay) noexcept nogil:
+    """adamw (one thread, no gradient scale) on columns c0..c1-1 of a (rows, cols) block of the
+    buffers: the channels of an embedding table whose gradient one thread summed."""
+    cdef Py_ssize_t r
+    cdef real step = lr / (1.0 - beta1 ** t)
+    cdef real inv_sqrt_c2 = 1.0 / sqrt(1.0 - beta2 ** t)
+    cdef real decay = 1.0 - lr * weight_decay
+    for r in range(rows):
+        _adamw_range(params, grads, m, v, r * cols + c0, r * cols + c1, beta1, beta2, 1.0, step,
+                     inv_sqrt_c2, eps, decay)
 
 
 cdef double grad_norm(const real* g, Py_ssize_t n, int nthreads) noexcept nogil:

@@ -209,3 +209,18 @@ def test_one_document_packs_as_a_padded_batch_of_one(doc):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         pack_sequences([[26]], 8)
+
+
+def test_thread_scaling_times_both_thread_counts_on_the_same_blocks():
+    from microgpt_lib.measure.throughput import time_thread_scaling
+    from microgpt_lib.rungs.rung4_numpy_kernels.batched_backend import NumpyBackend
+
+    make = lambda config, params, threads: NumpyBackend(config, params)
+    r = time_thread_scaling(make, "e16_L1_b8", batch_size=4, blocks=3, steps_per_block=2)
+    assert len(r.one_ms) == len(r.many_ms) == len(r.tokens) == len(r.block_ratios) == 3
+    assert all(t > 0 for t in r.one_ms + r.many_ms) and all(n >= 4 for n in r.tokens)  # 4 names
+    assert r.ratio == sorted(r.block_ratios)[1]
+    assert r.tokens_per_second(1) == sum(r.tokens) / (sum(r.one_ms) / 1e3)
+    for bad in ({"num_threads": 1}, {"blocks": 0}, {"steps_per_block": 0}):
+        with pytest.raises(ValueError):
+            time_thread_scaling(make, "e16_L1_b8", **bad)

@@ -156,8 +156,9 @@ def test_blas_products_match_the_hand_written_loops(names, num_threads, threads_
 @pytest.mark.parametrize("clip_norm, num_threads", [(0.0, 1), (0.0, 2), (1e9, 1)])
 def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all_blas, clip_norm,
                                                                       num_threads):
-    """The one-call step (one thread, no clipping: each weight updated inside the backward)
-    equals gpt_loss on zeroed gradients followed by adamw_update, whatever grads held before."""
+    """The one-call step (no clipping: each weight updated inside the backward, on one thread
+    or by the threads that own its gradient's rows) equals gpt_loss on zeroed gradients followed
+    by adamw_update, whatever grads held before."""
     from fastops.blas import disable_blas, enable_numpy_blas
 
     docs, tok = names
@@ -191,7 +192,7 @@ def test_train_step_overwrites_stale_grads_and_equals_loss_then_adamw(names, all
                 enable_numpy_blas(threshold=saved)
 
 
-@pytest.mark.parametrize("clip_norm", [0.5, 0.0])  # 0: one thread updates inside the backward
+@pytest.mark.parametrize("clip_norm", [0.5, 0.0])  # 0: updates inside the backward
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("lengths", [[2], [2, 2, 2], [9, 3, 2, 6, 4]])  # T=1 to block; N=1..19
 def test_train_step_gives_one_threads_numbers_on_any_thread_count(names, dtype, lengths,
@@ -216,3 +217,30 @@ def test_train_step_gives_one_threads_numbers_on_any_thread_count(names, dtype, 
         for mine, ones in ((many.params, one.params), (many.grads, one.grads),
                            (many.model.m, one.model.m), (many.model.v, one.model.v)):
             assert np.max(np.abs(mine.data - ones.data)) < tol, threads
+
+
+def test_equal_slabs_repeat_two_thread_runs_exactly(names, threads_on_any_size):
+    """With set_thread_balance(False) two runs on two threads give the same bits; balanced
+    (the default) they give one thread's numbers within rounding."""
+    docs, tok = names
+    config = GPTConfig(n_embd=20, n_head=4, n_layer=2, block_size=8, vocab_size=tok.vocab_size)
+    params = init_params(config, seed=5)
+    batch = PaddedBatch.from_sequences([(docs[i] * 9)[:n] for i, n in enumerate([8, 5, 7, 6])],
+                                       config.block_size)
+
+    def run(threads):
+        backend = CythonBackend(config, params, np.float32, num_threads=threads)
+        losses = [backend.train_step(batch, 0.01) for _ in range(4)]
+        return losses, backend.params.data.copy()
+
+    assert fastops.get_thread_balance()
+    one_losses, one_params = run(1)
+    losses, weights = run(2)
+    assert losses == pytest.approx(one_losses, abs=1e-5)
+    assert np.max(np.abs(weights - one_params)) < 1e-5
+    fastops.set_thread_balance(False)
+    try:
+        first, second = run(2), run(2)
+        assert first[0] == second[0] and np.array_equal(first[1], second[1])
+    finally:
+        fastops.set_thread_balance(True)

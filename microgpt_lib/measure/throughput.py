@@ -3,7 +3,8 @@
 One harness for every backend with `train_step(batch, lr)` (the NumPy kernels' and fastops'):
 warm-up steps untimed, then each step timed with perf_counter; tokens counted are real
 (non-padding) ones. `fresh_process_throughput` repeats a measurement in a new process, where
-malloc's state is not shaped by what ran before.
+malloc's state is not shaped by what ran before; `time_thread_scaling` compares one thread with
+several in alternating blocks, so that the machine's drifts hit both alike.
 """
 from __future__ import annotations
 
@@ -78,6 +79,73 @@ def time_batched_training(
     encoded = EncodedDocs.encode(split_docs(docs)[0], tok, config.block_size)
     return measure_throughput(backend, encoded, batch_size, steps, warmup, max_seconds, lr,
                               config_name=config_name, num_threads=num_threads)
+
+
+@dataclass
+class ThreadScaling:
+    """One backend timed on one thread and on `num_threads`, in alternating blocks of steps."""
+
+    config: str
+    batch_size: int
+    num_threads: int
+    one_ms: list[float]    # per block: one thread's mean ms per step
+    many_ms: list[float]   # the same blocks' batches on num_threads
+    tokens: list[float]    # per block: mean real tokens per step
+
+    @property
+    def block_ratios(self) -> list[float]:
+        """Per block: one thread's time over num_threads' time, on the same batches."""
+        return [one / many for one, many in zip(self.one_ms, self.many_ms)]
+
+    @property
+    def ratio(self) -> float:
+        """The median of the block ratios: how many times faster num_threads train."""
+        return statistics.median(self.block_ratios)
+
+    def tokens_per_second(self, threads: int) -> float:
+        """Real tokens per second on one thread (threads=1) or on num_threads, over all blocks."""
+        ms = self.one_ms if threads == 1 else self.many_ms
+        return sum(self.tokens) / (sum(ms) / 1e3)
+
+
+def time_thread_scaling(make_backend: Callable, config_name: str, batch_size: int = 32,
+                        num_threads: int = 2, blocks: int = 10, steps_per_block: int = 10,
+                        lr: float = 0.01, seed: int = 0) -> ThreadScaling:
+    """Thread scaling of `make_backend(config, params, threads)` on the training names, measured
+    so that the machine's drifts cancel.
+
+    Timing one thread, then two, compares two moments of the machine: on a shared host a core's
+    speed can change by half within a second (another program, the clock of a busy chip), more
+    than the threads gain. Here two backends, one thread and num_threads, train on the same
+    batches in alternating blocks of `steps_per_block` steps (each block opened by one untimed
+    step, which wakes sleeping threads), and each block gives a ratio of like with like.
+    """
+    for name, value, least in (("num_threads", num_threads, 2), ("blocks", blocks, 1),
+                               ("steps_per_block", steps_per_block, 1)):
+        if not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    docs, tok = names_corpus()
+    config = GPTConfig.preset(config_name, vocab_size=tok.vocab_size)
+    backends = {threads: make_backend(config, init_params(config), threads)  # equal, not shared
+                for threads in (1, num_threads)}
+    encoded = EncodedDocs.encode(split_docs(docs)[0], tok, config.block_size)
+    rng = np.random.default_rng(seed)
+    times: dict[int, list[float]] = {1: [], num_threads: []}
+    tokens: list[float] = []
+    for block in range(blocks):
+        batches = [encoded.batch(rng.integers(0, len(encoded), batch_size))
+                   for _ in range(steps_per_block + 1)]
+        order = (1, num_threads) if block % 2 == 0 else (num_threads, 1)
+        for threads in order:
+            backend = backends[threads]
+            backend.train_step(batches[0], lr)  # untimed
+            start = time.perf_counter()
+            for batch in batches[1:]:
+                backend.train_step(batch, lr)
+            times[threads].append((time.perf_counter() - start) * 1e3 / steps_per_block)
+        tokens.append(sum(batch.num_tokens for batch in batches[1:]) / steps_per_block)
+    return ThreadScaling(config_name, batch_size, num_threads, times[1], times[num_threads],
+                         tokens)
 
 
 def keep_freed_memory(megabytes: int = 256) -> bool:
