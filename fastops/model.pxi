@@ -238,18 +238,20 @@ cdef inline double _now() noexcept nogil:
 # another virtual machine) slows down makes its thread finish last in every region, and the other
 # waits. So train_step times each thread's work in the slab regions and gives the next step's
 # slabs in proportion to the speeds it saw (averaged with the shares before, and kept within
-# 1/4 and 7/4 of an equal share). Which rows a thread takes never changes a number: every row's
-# arithmetic is the same on any thread; only the loss, summed over the rows in order, would
-# depend on the slabs, and gpt_forward sums it the way one thread does. Process-wide: the speeds
-# are the machine's, whichever model runs.
+# 1/4 and 7/4 of an equal share). Our loops do a row's arithmetic the same way on any thread and
+# gpt_forward sums the loss over the rows in order, as one thread does; but BLAS may round a row
+# differently with the number of rows per call, so balanced runs can differ in the last bits from
+# run to run. Reproducible runs come first: balancing is opt-in (set_thread_balance(True)), for
+# machines whose cores run at different speeds. Process-wide: the speeds are the machine's,
+# whichever model runs.
 cdef double _learnt_share[257]
 cdef int _learnt_by = 0
-cdef bint _balance = True  # set_thread_balance
+cdef bint _balance = False  # set_thread_balance
 
 
 def set_thread_balance(bint on) -> None:
-    """Share a step's rows among threads by their measured speeds (True, the default), or in
-    equal slabs (False). Balanced runs on several threads can differ in the last bits from run
+    """Share a step's rows among threads by their measured speeds (True), or in equal slabs
+    (False, the default). Balanced runs on several threads can differ in the last bits from run
     to run (BLAS rounds a row differently with the rows per call); equal slabs repeat exactly."""
     global _balance, _learnt_by
     _balance = on
