@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ifdef MICROGPT_DATA
-export MICROGPT_DATA := $(abspath $(MICROGPT_DATA))
+override MICROGPT_DATA := $(abspath $(MICROGPT_DATA))
+export MICROGPT_DATA
 endif
 
 .PHONY: build test book lab clean vendor
